@@ -1,0 +1,24 @@
+"""Thermodynamic integrators as ``torch.optim.Optimizer`` subclasses.
+
+- :class:`SGLD` — :math:`\\theta \\leftarrow \\theta - h g + \\sigma\\sqrt h R`
+- :class:`Langevin` — BAOAB; per-group (γ, τ) is multi-layer Langevin
+- :class:`AdaptiveLangevin` — Nosé–Hoover–Langevin thermostat
+- :class:`AdLaLa` — AdL on the first layer, Langevin on the rest
+- :class:`LOL` — Langevin on the first layer, overdamped Langevin on the rest
+- :class:`Partitioned` — the general form: any dynamics per parameter group
+"""
+
+from ._build import OPTIMIZERS, build_optimizer
+from ._core import METHODS, NonFiniteGradientError, Partitioned, posterior_tau
+from ._partition import first_layer_split
+from .adaptive_langevin import AdaptiveLangevin
+from .adlala import AdLaLa
+from .langevin import Langevin, langevin_to_sgd, sgd_to_langevin
+from .lol import LOL
+from .sgld import SGLD
+
+__all__ = [
+    "SGLD", "Langevin", "AdaptiveLangevin", "AdLaLa", "LOL", "Partitioned",
+    "NonFiniteGradientError", "METHODS", "OPTIMIZERS", "build_optimizer", "first_layer_split",
+    "posterior_tau", "langevin_to_sgd", "sgd_to_langevin",
+]
