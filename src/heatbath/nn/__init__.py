@@ -1,0 +1,37 @@
+"""Structure-preserving networks: ODE blocks, Hamiltonian and contractive layers, reversible
+backprop, DTO/OTD adjoints and an L2 PGD attack.
+
+See ``docs/structure-preserving.md`` for the guarantees of each block family.
+"""
+
+from .activations import ACTIVATIONS, Activation, get_activation
+from .adjoint import (
+    TABLEAUS,
+    ButcherTableau,
+    continuous_adjoint_gradient,
+    discrete_adjoint_gradient,
+    rk_solve,
+)
+from .attacks import empirical_lipschitz, logit_margin, multiclass_hinge, pgd_l2, robust_accuracy
+from .euler import EulerResidualBlock
+from .gradient_flow import GradientFlowBlock
+from .hamiltonian import SymplecticHamiltonianBlock
+from .leapfrog import LeapfrogBlock
+from .midpoint import MidpointBlock
+from .networks import FAMILIES, NormBoundedLinear, StructuredNet, make_block
+from .operators import Conv2dOperator, LinearOperator, Operator, operator_matrix
+from .reversible import ReversibleSequential
+from .shear import ShearReversibleBlock
+from .steps import learned_step_blocks, project_simplex, project_steps, smoothness_penalty
+
+__all__ = [
+    "ACTIVATIONS", "Activation", "get_activation",
+    "Operator", "LinearOperator", "Conv2dOperator", "operator_matrix",
+    "EulerResidualBlock", "GradientFlowBlock", "SymplecticHamiltonianBlock",
+    "ShearReversibleBlock", "LeapfrogBlock", "MidpointBlock",
+    "ReversibleSequential", "StructuredNet", "NormBoundedLinear", "make_block", "FAMILIES",
+    "project_simplex", "project_steps", "learned_step_blocks", "smoothness_penalty",
+    "ButcherTableau", "TABLEAUS", "rk_solve", "discrete_adjoint_gradient",
+    "continuous_adjoint_gradient",
+    "pgd_l2", "multiclass_hinge", "logit_margin", "robust_accuracy", "empirical_lipschitz",
+]

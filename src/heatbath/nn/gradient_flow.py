@@ -1,0 +1,103 @@
+r"""Gradient-flow (dissipative, non-expansive) block with the step-size clamp of spec S5.
+
+Vector field (Celledoni et al. 2021): :math:`f(z) = -A^\top\sigma(Az + b) = -\nabla_z V(z)`,
+:math:`V(z) = \gamma(Az + b)\cdot\mathbb 1`, :math:`\gamma' = \sigma`. One explicit-Euler step:
+
+.. math::  z_{k+1} = z_k - h_\text{eff}\,A^\top\sigma(A z_k + b).
+
+**Non-expansiveness.** If :math:`\sigma` is monotone and :math:`L`-Lipschitz, :math:`V` is
+convex with :math:`L\|A\|_2^2`-Lipschitz gradient, hence co-coercive (Baillon–Haddad), and the
+step is non-expansive, :math:`\|\phi(z_1) - \phi(z_2)\| \le \|z_1 - z_2\|`, whenever
+
+.. math::  h\,L\,\|A\|_2^2 \le 2 .
+
+The bound is sharp: for :math:`\sigma = \mathrm{id}` the Jacobian is :math:`I - hA^\top A`, with
+eigenvalues :math:`1 - h\mu_i^2 < -1` as soon as :math:`h > 2/\|A\|^2`.
+
+**Enforcement policy (spec S5, heatbath's choice): clamp h, never touch A.** At forward time
+
+.. math::  h_\text{eff} = \min\Big(h,\ \frac{2}{L\,\widehat{\|A\|}^2\,(1+\varepsilon)}\Big),
+           \qquad \varepsilon = 10^{-2},
+
+where :math:`\widehat{\|A\|}` is a power-iteration estimate on a persistent vector: ``n_power``
+(default 1) iteration per training-mode forward, ``n_power_eval`` (default 20) in ``eval()``, and
+20 warm-up iterations on first use. :math:`\varepsilon` absorbs the estimate's error (it is a
+lower bound of :math:`\|A\|`). The parameters are never mutated behind the optimiser's back; the
+clamp is differentiable through :math:`\widehat{\|A\|} = \langle u, Av\rangle`. The value used in
+the last forward is exposed as ``last_h_eff`` (and ``last_norm_estimate``). With
+``enforce=False`` the block is the plain step with :math:`h_\text{eff} = h`.
+
+``A`` may be rectangular (:math:`A: \mathbb R^d \to \mathbb R^m`, ``hidden = m``) or any
+Operator; the state keeps its shape because :math:`A^\top` maps back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._validate import check_int, check_real
+from ._common import StepBlock, make_bias, make_operator
+from .activations import Activation, get_activation
+from .operators import Operator
+
+__all__ = ["GradientFlowBlock"]
+
+
+class GradientFlowBlock(StepBlock):
+    r""":math:`z \mapsto z - h_\text{eff} A^\top\sigma(Az + b)`, non-expansive by construction.
+
+    Parameters
+    ----------
+    A : int d (dense A of shape hidden x d) or an Operator.
+    hidden : m, rows of a dense A (default d).
+    activation : a monotone sigma with known Lipschitz constant L (relu, tanh, leaky_relu,
+        identity, sigmoid, softplus); a non-monotone one raises ``ValueError`` (spec S10).
+    h : requested step, ``h >= 0``.
+    enforce : apply the clamp of spec S5 (default True).
+    eps : safety factor epsilon of the clamp, in ``[0, 1]`` (default 1e-2).
+    n_power, n_power_eval : power iterations per forward in train / eval mode.
+    learn_h, bias, init_scale : as for the other blocks.
+    """
+
+    non_expansive = True
+
+    def __init__(self, A: int | Operator, hidden: int | None = None, *,
+                 activation: str | Activation = "relu", h: float = 1.0, enforce: bool = True,
+                 eps: float = 1e-2, n_power: int = 1, n_power_eval: int = 20,
+                 learn_h: bool = False, bias: bool = True, init_scale: float = 1.0) -> None:
+        super().__init__(h, learn_h)
+        self.op = make_operator(A, hidden, name="A", init_scale=init_scale)
+        self.act = get_activation(activation, require_monotone=True,
+                                  owner=type(self).__name__)
+        self.b = make_bias(self.op) if bias else None
+        self.enforce = bool(enforce)
+        self.eps = check_real("eps", eps, low=0.0, high=1.0)
+        self.n_power = check_int("n_power", n_power, low=0)
+        self.n_power_eval = check_int("n_power_eval", n_power_eval, low=0)
+        self.last_h_eff: float | None = None
+        self.last_norm_estimate: float | None = None
+
+    def grad_potential(self, z: Tensor) -> Tensor:
+        r""":math:`\nabla V(z) = A^\top\sigma(Az + b)`."""
+        s = self.op(z)
+        if self.b is not None:
+            s = s + self.b.to(s.dtype)
+        return self.op.adjoint(self.act(s), z.shape)
+
+    def effective_step(self, z: Tensor) -> Tensor:
+        """h_eff for inputs shaped like ``z`` (updates the power-iteration vector)."""
+        h = self.step_for(z)
+        if not self.enforce:
+            self.last_h_eff = float(h.detach())
+            return h
+        n = self.n_power if self.training else self.n_power_eval
+        norm = self.op.spectral_norm(tuple(z.shape), n_iter=n).to(z.dtype)
+        bound = 2.0 / (self.act.lipschitz * norm.square() * (1.0 + self.eps))
+        h_eff = torch.minimum(h, bound)
+        self.last_h_eff = float(h_eff.detach())
+        self.last_norm_estimate = float(norm.detach())
+        return h_eff
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z - self.effective_step(z) * self.grad_potential(z)
