@@ -20,7 +20,7 @@ from .leapfrog import LeapfrogBlock
 from .midpoint import MidpointBlock
 from .networks import FAMILIES, NormBoundedLinear, StructuredNet, make_block
 from .operators import Conv2dOperator, LinearOperator, Operator, operator_matrix
-from .reversible import ReversibleSequential
+from .reversible import ReversibleSequential, saved_activation_bytes
 from .shear import ShearReversibleBlock
 from .steps import learned_step_blocks, project_simplex, project_steps, smoothness_penalty
 
@@ -29,7 +29,8 @@ __all__ = [
     "Operator", "LinearOperator", "Conv2dOperator", "operator_matrix",
     "EulerResidualBlock", "GradientFlowBlock", "SymplecticHamiltonianBlock",
     "ShearReversibleBlock", "LeapfrogBlock", "MidpointBlock",
-    "ReversibleSequential", "StructuredNet", "NormBoundedLinear", "make_block", "FAMILIES",
+    "ReversibleSequential", "saved_activation_bytes",
+    "StructuredNet", "NormBoundedLinear", "make_block", "FAMILIES",
     "project_simplex", "project_steps", "learned_step_blocks", "smoothness_penalty",
     "ButcherTableau", "TABLEAUS", "rk_solve", "discrete_adjoint_gradient",
     "continuous_adjoint_gradient",

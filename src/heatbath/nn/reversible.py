@@ -29,7 +29,7 @@ contain no BatchNorm/dropout, and must not change the state's shape; violations 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from .._validate import check_choice, check_int
 from ._common import check_unit_modules
 
-__all__ = ["ReversibleSequential"]
+__all__ = ["ReversibleSequential", "saved_activation_bytes"]
 
 
 class ReversibleSequential(nn.Module):
@@ -174,3 +174,28 @@ class _ReversibleFunction(torch.autograd.Function):
                 grads[j] = gp if grads[j] is None else grads[j] + gp
             y = x_i
         return (g, None, None, *grads)
+
+
+def saved_activation_bytes(fn: Callable[[], Tensor],
+                           exclude: Iterable[Tensor] = ()) -> tuple[int, int]:
+    """Run ``fn()`` and measure what autograd saves for backward.
+
+    Uses ``torch.autograd.graph.saved_tensors_hooks``: every tensor packed for backward is
+    recorded; storages are deduplicated and those of ``exclude`` (pass the model's parameters)
+    are dropped, so the result counts activations only. Returns (number of distinct storages,
+    bytes).
+    """
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr not in skip:
+            seen[ptr] = max(seen.get(ptr, 0), st.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return len(seen), sum(seen.values())
