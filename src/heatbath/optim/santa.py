@@ -1,0 +1,181 @@
+r"""Santa, Euler version (Chen, Carlson, Gan, Li, Carin, AISTATS 2016, Algorithm 1).
+
+"Bridging the Gap between Stochastic Gradient MCMC and Stochastic Optimization"; a baseline of
+CTLD (Ye et al., NIPS 2017, §5). Element-wise, with the N-scaled stochastic gradient
+:math:`\tilde f_t = N\,\nabla f(\theta_{t-1})` (f the mean objective with weight decay) and the
+inverse temperature :math:`\beta_t = t^{\,a}` (``anne_rate`` a, default 0.5), for
+:math:`t = 1, 2, \dots`:
+
+.. math::
+
+    v_t = \sigma v_{t-1} + \frac{1 - \sigma}{N^2}\,\tilde f_t \odot \tilde f_t, \qquad
+    g_t = 1 \oslash \sqrt{\lambda + \sqrt{v_t}}
+
+exploration (:math:`t \le` ``burnin``):
+
+.. math::
+
+    \alpha_t = \alpha_{t-1} + u_{t-1} \odot u_{t-1} - \eta/\beta_t,\qquad
+    u_t = \frac{\eta}{\beta_t}\,(1 - g_{t-1} \oslash g_t) \oslash u_{t-1}
+          + \sqrt{2\eta\, g_{t-1}/\beta_t} \odot \zeta_t
+
+refinement: :math:`\alpha_t = \alpha_{t-1}`, :math:`u_t = 0`; then always
+
+.. math::
+
+    u_t \leftarrow u_t + (1 - \alpha_t) \odot u_{t-1} - \eta\, g_t \odot \tilde f_t, \qquad
+    \theta_t = \theta_{t-1} + g_t \odot u_t .
+
+Initialisation: :math:`u_0 = \sqrt\eta\,\mathcal N(0, I)`, :math:`\alpha_0 = \sqrt\eta\, C`,
+:math:`v_0 = 0`, :math:`g_0 := g_1`. Choices (spec ``ctld.md`` §8): defaults sigma = 0.95,
+lambda = 1e-8, C = 5, anne_rate = 0.5 as in public ports; ``burnin`` counts the exploration steps
+exactly (t = 1..burnin); entries with :math:`u_{t-1} = 0` get a zero correction term. Since
+:math:`\tilde f` is N-scaled, eta plays the role of (SGD learning rate)/N.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from heatbath._validate import check_int, check_real
+
+__all__ = ["Santa"]
+
+
+class Santa(Optimizer):
+    """Santa-E: annealed, preconditioned SG-MCMC exploration, then a deterministic refinement.
+
+    Args:
+        params: parameters or param groups.
+        lr: eta > 0 (step on the N-scaled gradient).
+        num_data: N >= 1.
+        burnin: number of exploration steps >= 0.
+        sigma: RMSprop decay in [0, 1).
+        lambda_: preconditioner damping > 0.
+        C: initial friction scale, alpha_0 = sqrt(eta) C, >= 0.
+        anne_rate: a >= 0 in beta_t = t^a.
+        weight_decay: torch's L2 weight decay >= 0 (part of f).
+        seed, generator: the randomness (``generator`` wins).
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float,
+                 num_data: int, burnin: int, *, sigma: float = 0.95, lambda_: float = 1e-8,
+                 C: float = 5.0, anne_rate: float = 0.5, weight_decay: float = 0.0,
+                 seed: int | None = None, generator: torch.Generator | None = None) -> None:
+        check_real("lr", lr, low=0.0, low_open=True)
+        check_int("num_data", num_data, low=1)
+        check_int("burnin", burnin, low=0)
+        check_real("sigma", sigma, low=0.0, high=1.0, high_open=True)
+        check_real("lambda_", lambda_, low=0.0, low_open=True)
+        check_real("C", C, low=0.0)
+        check_real("anne_rate", anne_rate, low=0.0)
+        check_real("weight_decay", weight_decay, low=0.0)
+        defaults = {"lr": lr, "num_data": num_data, "burnin": burnin, "sigma": sigma,
+                    "lambda_": lambda_, "C": C, "anne_rate": anne_rate,
+                    "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+        if generator is None:
+            generator = torch.Generator(device=self.param_groups[0]["params"][0].device)
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(check_int("seed", seed, low=0))
+        self._gen = generator
+        self._t = 0
+        for group in self.param_groups:
+            eta = group["lr"]
+            for p in group["params"]:
+                st = self.state[p]
+                st["u"] = math.sqrt(eta) * torch.randn(p.shape, generator=self._gen,
+                                                       dtype=p.dtype, device=p.device)
+                st["a"] = torch.full_like(p, math.sqrt(eta) * group["C"])
+                st["v"] = torch.zeros_like(p)
+                st["g"] = torch.zeros_like(p)
+
+    @property
+    def steps(self) -> int:
+        return self._t
+
+    def inverse_temperature(self, t: int | None = None) -> float:
+        """beta_t = t^anne_rate (t >= 1; default: the last step taken)."""
+        t = max(1, self._t if t is None else t)
+        return float(t) ** self.param_groups[0]["anne_rate"]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        t = self._t + 1
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            n, eta, sig = group["num_data"], group["lr"], group["sigma"]
+            beta = float(t) ** group["anne_rate"]
+            grads = [p.grad for p in params]
+            if group["weight_decay"] != 0:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            f = torch._foreach_mul(grads, float(n))
+            st = [self.state[p] for p in params]
+            v = [s["v"] for s in st]
+            u = [s["u"] for s in st]
+            a = [s["a"] for s in st]
+            g_prev = [s["g"] for s in st]
+            torch._foreach_mul_(v, sig)
+            torch._foreach_addcmul_(v, f, f, value=(1.0 - sig) / (n * n))
+            g = torch._foreach_sqrt(v)
+            torch._foreach_add_(g, group["lambda_"])
+            torch._foreach_sqrt_(g)
+            torch._foreach_reciprocal_(g)
+            if t == 1:
+                for gp, gn in zip(g_prev, g, strict=True):
+                    gp.copy_(gn)
+            if t <= group["burnin"]:
+                torch._foreach_addcmul_(a, u, u)
+                torch._foreach_add_(a, -eta / beta)
+                # (eta/beta)(1 - g_prev/g) / u_prev, zero where u_prev == 0
+                ratio = torch._foreach_div(g_prev, g)
+                corr = []
+                for r, up in zip(ratio, u, strict=True):
+                    safe = torch.where(up == 0, torch.ones_like(up), up)
+                    corr.append(torch.where(up == 0, torch.zeros_like(up),
+                                            (eta / beta) * (1.0 - r) / safe))
+                zeta = [torch.randn(p.shape, generator=self._gen, dtype=p.dtype,
+                                    device=p.device) for p in params]
+                scale = torch._foreach_sqrt(torch._foreach_mul(g_prev, 2.0 * eta / beta))
+                torch._foreach_addcmul_(corr, scale, zeta)
+                u_new = corr
+            else:
+                u_new = [torch.zeros_like(p) for p in params]
+            one_minus_a = torch._foreach_neg(a)
+            torch._foreach_add_(one_minus_a, 1.0)
+            torch._foreach_addcmul_(u_new, one_minus_a, u)
+            torch._foreach_addcmul_(u_new, g, f, value=-eta)
+            torch._foreach_addcmul_(params, g, u_new)
+            for s, un, gn in zip(st, u_new, g, strict=True):
+                s["u"].copy_(un)
+                s["g"].copy_(gn)
+        self._t = t
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["santa"] = {"t": self._t, "generator_state": self._gen.get_state().clone()}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        sd = dict(state_dict)
+        extra = sd.pop("santa", None)
+        if extra is None:
+            raise ValueError("state_dict lacks the 'santa' entry of Santa.state_dict()")
+        super().load_state_dict(sd)
+        self._t = int(extra["t"])
+        self._gen.set_state(extra["generator_state"].clone())
