@@ -1,0 +1,480 @@
+r"""Counter-based Gaussian noise: Philox4x32-10 and Box–Muller in plain tensor ops.
+
+Why
+---
+On a CPU the Gaussian noise is the floor of a Langevin step (``normal_`` makes a few hundred
+million normals per second and does not scale with threads), and ``torch.compile`` cannot help
+a step that calls ``torch.randn``: inductor's CPU RNG is slower still. A *counter-based*
+generator has no state to thread through the step: the noise for parameter element ``g`` at
+step ``t`` is a pure function ``Z(seed, t, g)``, so it can be generated inside the same compiled
+kernel that applies the update, on any number of threads, in any chunking, with the same bits.
+
+Philox4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3",
+SC'11)
+-----------------------------------------------------------------------------------------
+Counter :math:`c = (c_0, c_1, c_2, c_3)` and key :math:`k = (k_0, k_1)`, all 32-bit words.
+One round, with the multipliers :math:`M_0 = \mathtt{0xD2511F53}`, :math:`M_1 = \mathtt{0xCD9E8D57}`
+and :math:`\operatorname{hi}, \operatorname{lo}` the upper and lower 32 bits of the 64-bit product:
+
+.. math::
+
+    (c_0, c_1, c_2, c_3) \leftarrow
+    \bigl(\operatorname{hi}(M_1 c_2) \oplus c_1 \oplus k_0,\;
+          \operatorname{lo}(M_1 c_2),\;
+          \operatorname{hi}(M_0 c_0) \oplus c_3 \oplus k_1,\;
+          \operatorname{lo}(M_0 c_0)\bigr),
+
+and between rounds the key is bumped by the Weyl constants
+:math:`k_0 \mathrel{+}= \mathtt{0x9E3779B9}`, :math:`k_1 \mathrel{+}= \mathtt{0xBB67AE85}`
+(mod :math:`2^{32}`). Ten rounds. The 32×32→64-bit product is formed without signed overflow in
+int64 by splitting the constant multiplier into 16-bit halves,
+:math:`M x = 2^{16} (M_{hi} x) + M_{lo} x` with both partial products :math:`< 2^{48}`.
+Checked against the published Random123 known-answer vectors (``tests/test_philox.py``).
+
+Counter layout (the contract other modules rely on)
+---------------------------------------------------
+The Gaussian with global index :math:`g` (``g = offset + i`` for element ``i`` of a call) at
+step :math:`t` under seed :math:`s` comes from Philox block :math:`b = \lfloor g/4 \rfloor`,
+lane :math:`j = g \bmod 4`:
+
+* key     :math:`= (s \bmod 2^{32},\; \lfloor s / 2^{32} \rfloor \bmod 2^{32})` — the 64-bit seed
+  (an int64 is read as its two's-complement bit pattern);
+* counter :math:`= (b \bmod 2^{32},\; \lfloor b / 2^{32} \rfloor,\;
+  t \bmod 2^{32},\; \lfloor t / 2^{32} \rfloor \bmod 2^{32})`.
+
+So steps and seeds address disjoint counters/keys, and each block of four consecutive
+indices shares one Philox call. Element ``i`` is a pure function of ``(seed, step, offset + i)``:
+splitting a buffer into pieces with matching offsets reproduces the same numbers.
+
+Box–Muller, in basic IEEE operations only
+-----------------------------------------
+From the four output words :math:`w_0..w_3` of block :math:`b` take their top 24 bits
+:math:`a_j = \lfloor w_j / 2^8 \rfloor`. Radii and angles:
+
+.. math::
+
+    u_j = (2 \lfloor a_j/2 \rfloor + 1)\, 2^{-24} \in (0, 1),\qquad
+    \rho_j = \sqrt{-2 \ln u_j},\qquad
+    \theta_j = 2\pi\, (a_j + \tfrac12)\, 2^{-24},
+
+.. math::
+
+    Z_{4b} = \rho_0 \cos\theta_1,\quad Z_{4b+1} = \rho_0 \sin\theta_1,\quad
+    Z_{4b+2} = \rho_2 \cos\theta_3,\quad Z_{4b+3} = \rho_2 \sin\theta_3 .
+
+Choices the method leaves open, and why:
+
+* :math:`u_j` is an odd multiple of :math:`2^{-24}`, exact in float32, strictly inside (0, 1),
+  symmetric about 1/2: the logarithm is always finite. Consequence: :math:`|Z| \le
+  \sqrt{48 \ln 2} \approx 5.77` (the Gaussian tail beyond that has probability
+  :math:`\approx 8\cdot10^{-9}`); values are float32-resolution.
+* :math:`\ln`, :math:`\sin`, :math:`\cos` and :math:`\sqrt{\ }` are evaluated here with
+  ``+ - * /``, comparisons and bit casts only (exact quadrant reduction of the integer angle and
+  Taylor polynomials on :math:`|\varphi| \le \pi/4`; exponent split and the atanh series for
+  :math:`\ln`; three Heron steps for :math:`\sqrt{\ }`), all accurate to about 1 ulp of float32.
+  Library ``log``/``sin``/``sqrt`` differ by an ulp between eager ATen and inductor's vectorised
+  code, which would break "same numbers compiled or not"; IEEE basic operations do not (inductor
+  compiles with ``-ffp-contract=off`` by default, so no FMA contraction either).
+* The stream is float32; other dtypes are the float32 values cast
+  (``philox_normal(..., dtype=torch.float64) == philox_normal(...).double()``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from heatbath._validate import check_int
+
+__all__ = [
+    "PHILOX_M",
+    "PHILOX_W",
+    "philox4x32_10",
+    "philox_normal",
+    "baoab_philox_step",
+    "sgld_philox_step",
+    "get_compiled",
+]
+
+PHILOX_M = (0xD2511F53, 0xCD9E8D57)  # round multipliers M_0, M_1
+PHILOX_W = (0x9E3779B9, 0xBB67AE85)  # Weyl key increments W_0, W_1
+_ROUNDS = 10
+_MASK32 = 0xFFFFFFFF
+_MAX_INDEX = 1 << 62  # offset + n must stay below this (block index < 2**60)
+_EAGER_CHUNK_BLOCKS = 1 << 15  # eager path works in cache-sized pieces of Philox blocks
+
+# ln 2 split so that e * _LN2_HI is exact for |e| < 2**10 (Cody–Waite)
+_LN2_HI = 0.693145751953125
+_LN2_LO = 1.428606820309417232e-06
+_SQRT2 = 1.4142135623730951
+
+ScalarLike = Tensor | float
+
+
+# --------------------------------------------------------------------------------------------
+# Philox4x32-10
+# --------------------------------------------------------------------------------------------
+def _mulhilo(m: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Return (hi, lo) 32-bit halves of ``m * x`` for a constant ``m < 2**32`` and int64
+    ``x`` in ``[0, 2**32)``, never overflowing int64.
+
+    With :math:`m = 2^{16} m_h + m_l`: :math:`p_l = m_l x < 2^{48}`, :math:`p_h = m_h x < 2^{48}`,
+    :math:`t = p_l + 2^{16} (p_h \\bmod 2^{16}) < 2^{49}`, so :math:`m x = 2^{32} \\lfloor
+    p_h / 2^{16} \\rfloor + t`, :math:`\\operatorname{lo} = t \\bmod 2^{32}` and
+    :math:`\\operatorname{hi} = \\lfloor p_h/2^{16} \\rfloor + \\lfloor t/2^{32} \\rfloor`.
+    """
+    p_lo = x * (m & 0xFFFF)
+    p_hi = x * (m >> 16)
+    t = p_lo + ((p_hi & 0xFFFF) << 16)
+    return (p_hi >> 16) + (t >> 32), t & _MASK32
+
+
+def _philox_words(
+    c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, k0: Tensor | int, k1: Tensor | int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Ten Philox4x32 rounds on broadcastable int64 words holding uint32 values."""
+    m0, m1 = PHILOX_M
+    w0, w1 = PHILOX_W
+    for r in range(_ROUNDS):
+        if r:
+            k0 = (k0 + w0) & _MASK32
+            k1 = (k1 + w1) & _MASK32
+        hi0, lo0 = _mulhilo(m0, c0)
+        hi1, lo1 = _mulhilo(m1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def _check_uint32_tensor(name: str, x: Tensor, width: int) -> None:
+    if not isinstance(x, Tensor) or x.dtype != torch.int64:
+        raise ValueError(f"{name} must be an int64 tensor of uint32 values, got "
+                         f"{type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
+    if x.dim() == 0 or x.shape[-1] != width:
+        raise ValueError(f"{name} must have last dimension {width}, got shape {tuple(x.shape)}")
+    if not torch.compiler.is_compiling() and x.numel() > 0:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > _MASK32:
+            raise ValueError(f"{name} values must be in [0, 4294967295], got range [{lo}, {hi}]")
+
+
+def philox4x32_10(ctr: Tensor, key: Tensor) -> Tensor:
+    """Philox4x32-10 block function (Random123), elementwise over leading dimensions.
+
+    Args:
+        ctr: int64 tensor ``[..., 4]`` of uint32 counter words ``(c0, c1, c2, c3)``.
+        key: int64 tensor ``[..., 2]`` of uint32 key words ``(k0, k1)``; leading dimensions
+            broadcast against ``ctr``'s.
+
+    Returns:
+        int64 tensor ``[..., 4]`` of uint32 output words, the same as Random123's
+        ``philox4x32(ctr, key)`` with 10 rounds.
+    """
+    _check_uint32_tensor("ctr", ctr, 4)
+    _check_uint32_tensor("key", key, 2)
+    c = ctr.unbind(-1)
+    k = key.unbind(-1)
+    return torch.stack(_philox_words(c[0], c[1], c[2], c[3], k[0], k[1]), dim=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Box–Muller from integers, with basic IEEE operations only
+# --------------------------------------------------------------------------------------------
+def _sqrt_heron(y: Tensor) -> Tensor:
+    """sqrt(y) for float32 ``y > 0``: bit-level first guess (relative error < 4 %), then three
+    Heron steps :math:`s \\leftarrow (s + y/s)/2` (error :math:`e \\to e^2/2`: 4e-2, 8e-4,
+    3e-7, 5e-14, i.e. rounding-limited, about 1 ulp)."""
+    s = ((y.view(torch.int32) >> 1) + 0x1FBD1DF5).view(torch.float32)
+    for _ in range(3):
+        s = 0.5 * (s + y / s)
+    return s
+
+
+def _neg2log_unit(a: Tensor) -> Tensor:
+    """:math:`-2 \\ln u` for :math:`u = (2\\lfloor a/2 \\rfloor + 1) 2^{-24}`, ``a`` int32 in
+    ``[0, 2**24)``.
+
+    The odd integer :math:`k = 2\\lfloor a/2\\rfloor + 1 < 2^{24}` is exact in float32;
+    :math:`k = 2^e m` with :math:`m \\in [1/\\sqrt2 \\cdot 2, \\ldots)` folded into
+    :math:`[\\sqrt2/2, \\sqrt2)` by the exponent bits, and :math:`\\ln m = 2\\,\\mathrm{atanh}\\,s
+    = 2(s + s^3/3 + \\dots + s^9/9)`, :math:`s = (m-1)/(m+1)`, :math:`|s| \\le 0.172` (series
+    truncation below 4e-10). Then :math:`\\ln u = (e - 24)\\ln 2 + \\ln m`.
+    """
+    f = (a | 1).to(torch.float32)
+    bits = f.view(torch.int32)
+    e = (bits >> 23) - 127
+    m = ((bits & 0x7FFFFF) | 0x3F800000).view(torch.float32)  # mantissa in [1, 2)
+    big = m > _SQRT2
+    m = torch.where(big, m * 0.5, m)
+    e = torch.where(big, e + 1, e)
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    ln_m = s * (2.0 + s2 * (2.0 / 3.0 + s2 * (2.0 / 5.0 + s2 * (2.0 / 7.0 + s2 * (2.0 / 9.0)))))
+    ef = (e - 24).to(torch.float32)
+    return -2.0 * (ef * _LN2_HI + (ef * _LN2_LO + ln_m))
+
+
+def _cos_sin_turn(a: Tensor) -> tuple[Tensor, Tensor]:
+    """:math:`(\\cos\\theta, \\sin\\theta)` for :math:`\\theta = 2\\pi (a + 1/2) 2^{-24}`, ``a``
+    int32 in ``[0, 2**24)``.
+
+    Exact quadrant reduction on the integer: :math:`\\theta = q\\pi/2 + \\varphi` with
+    :math:`q \\in \\{0,1,2,3\\}` and :math:`\\varphi = (2r+1)\\pi 2^{-24}`,
+    :math:`|\\varphi| < \\pi/4`; then Taylor polynomials to :math:`\\varphi^9` (sin) and
+    :math:`\\varphi^{10}` (cos), truncation error below 3e-9.
+    """
+    a2 = (a + (1 << 21)) & ((1 << 24) - 1)
+    q = a2 >> 22
+    r = (a2 & ((1 << 22) - 1)) - (1 << 21)
+    phi = (2 * r + 1).to(torch.float32) * (math.pi / (1 << 24))
+    p2 = phi * phi
+    sin_p = phi + phi * p2 * (
+        -1.0 / 6.0 + p2 * (1.0 / 120.0 + p2 * (-1.0 / 5040.0 + p2 * (1.0 / 362880.0)))
+    )
+    cos_p = 1.0 + p2 * (
+        -0.5 + p2 * (1.0 / 24.0 + p2 * (-1.0 / 720.0 + p2 * (1.0 / 40320.0
+                                                             + p2 * (-1.0 / 3628800.0))))
+    )
+    odd = (q & 1) == 1  # quadrants 1, 3 swap cos and sin
+    c = torch.where(odd, sin_p, cos_p)
+    s = torch.where(odd, cos_p, sin_p)
+    c = torch.where(((q + 1) & 2) == 2, -c, c)  # cos < 0 in quadrants 1, 2
+    s = torch.where((q & 2) == 2, -s, s)  # sin < 0 in quadrants 2, 3
+    return c, s
+
+
+def _normal_blocks(b0: int, nb: int, k0: Tensor, k1: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
+    """Float32 Gaussians ``Z[4*b0 : 4*(b0+nb)]`` (layout in the module docstring)."""
+    b = torch.arange(b0, b0 + nb, dtype=torch.int64, device=k0.device)
+    w = _philox_words(b & _MASK32, b >> 32, t0, t1, k0, k1)
+    a = [(x >> 8).to(torch.int32) for x in w]
+    rho0 = _sqrt_heron(_neg2log_unit(a[0]))
+    rho2 = _sqrt_heron(_neg2log_unit(a[2]))
+    c1, s1 = _cos_sin_turn(a[1])
+    c3, s3 = _cos_sin_turn(a[3])
+    return torch.stack((rho0 * c1, rho0 * s1, rho2 * c3, rho2 * s3), dim=1).view(-1)
+
+
+def _as_u64_tensor(name: str, x: Tensor | int) -> Tensor:
+    if isinstance(x, Tensor):
+        if x.dim() != 0 or x.dtype != torch.int64:
+            raise ValueError(f"{name} must be a 0-d int64 tensor or an int in [0, 2**63 - 1], "
+                             f"got a {x.dtype} tensor of shape {tuple(x.shape)}")
+        return x
+    return torch.tensor(check_int(name, x, low=0, high=(1 << 63) - 1), dtype=torch.int64)
+
+
+def _key_and_step(seed: Tensor | int, step: Tensor | int) -> tuple[Tensor, ...]:
+    s = _as_u64_tensor("seed", seed)
+    t = _as_u64_tensor("step", step)
+    return s & _MASK32, (s >> 32) & _MASK32, t & _MASK32, (t >> 32) & _MASK32
+
+
+def _noise(n: int, seed: Tensor | int, step: Tensor | int, offset: int) -> Tensor:
+    """Float32 ``Z[offset : offset + n]``; eager runs in cache-sized chunks of blocks."""
+    k0, k1, t0, t1 = _key_and_step(seed, step)
+    b0 = offset // 4
+    nb = (offset + n + 3) // 4 - b0
+    lead = offset - 4 * b0
+    if torch.compiler.is_compiling() or nb <= _EAGER_CHUNK_BLOCKS:
+        z = _normal_blocks(b0, nb, k0, k1, t0, t1)
+    else:
+        z = torch.cat([
+            _normal_blocks(b, min(_EAGER_CHUNK_BLOCKS, b0 + nb - b), k0, k1, t0, t1)
+            for b in range(b0, b0 + nb, _EAGER_CHUNK_BLOCKS)
+        ])
+    return z[lead:lead + n]
+
+
+def _check_range(n: int, offset: int) -> None:
+    check_int("n", n, low=0)
+    check_int("offset", offset, low=0)
+    if offset + n > _MAX_INDEX:
+        raise ValueError(f"offset + n must be at most 2**62, got {offset + n}")
+
+
+def philox_normal(
+    n: int,
+    seed: Tensor | int,
+    step: Tensor | int,
+    offset: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """``n`` iid standard normals ``Z(seed, step, offset + i)``, ``i = 0..n-1``.
+
+    Counter-based: no generator state; element ``i`` depends only on ``(seed, step, offset + i)``
+    (layout and Box–Muller variant in the module docstring), bit-identical eager or inside
+    ``torch.compile`` and for any thread count.
+
+    Args:
+        n: number of values, ``>= 0``.
+        seed: int in ``[0, 2**63 - 1]`` or a 0-d int64 tensor (read as 64 bits) — the Philox key.
+        step: int in ``[0, 2**63 - 1]`` or a 0-d int64 tensor — counter words 2, 3. Pass a tensor
+            when calling from a compiled function, so a new step does not recompile.
+        offset: global index of element 0, ``>= 0`` (``offset + n <= 2**62``).
+        dtype: floating dtype of the result; values are the float32 stream cast to it.
+    """
+    _check_range(n, offset)
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    z = _noise(n, seed, step, offset)
+    return z if dtype == torch.float32 else z.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Fused update steps (flat 1-D buffers, in place)
+# --------------------------------------------------------------------------------------------
+def _check_flat(like: Tensor, **tensors: Tensor) -> None:
+    for name, x in tensors.items():
+        if not isinstance(x, Tensor) or x.dim() != 1 or not x.is_contiguous():
+            raise ValueError(f"{name} must be a contiguous 1-D tensor")
+        if x.shape != like.shape or x.dtype != like.dtype or not x.dtype.is_floating_point:
+            raise ValueError(f"{name} must match theta's shape {tuple(like.shape)} and floating "
+                             f"dtype {like.dtype}, got {tuple(x.shape)} {x.dtype}")
+
+
+def _scalar(x: ScalarLike, dtype: torch.dtype) -> Tensor:
+    """A step coefficient as a 0-d tensor of the parameters' dtype (computation dtype)."""
+    if isinstance(x, Tensor):
+        return x if x.dtype == dtype else x.to(dtype)
+    return torch.tensor(x, dtype=dtype)
+
+
+def baoab_philox_step(
+    theta: Tensor,
+    mom: Tensor,
+    grad: Tensor,
+    kick: ScalarLike,
+    half_h: ScalarLike,
+    c: ScalarLike,
+    d: ScalarLike,
+    seed: Tensor | int,
+    step: Tensor | int,
+    offset: int = 0,
+) -> None:
+    r"""One merged-kick BAOAB step on flat buffers, in place, with Philox noise.
+
+    .. math::
+
+        p \leftarrow p + \kappa\, g,\quad
+        \theta \leftarrow \theta + \tfrac{h}{2} p,\quad
+        p \leftarrow c\, p + d\, R,\quad
+        \theta \leftarrow \theta + \tfrac{h}{2} p,
+
+    with :math:`R_i = Z(\mathrm{seed}, \mathrm{step}, \mathrm{offset} + i)`
+    (``philox_normal``). For Langevin BAOAB :math:`\kappa = -h` (merged B-kicks, ``grad`` is
+    :math:`\nabla L`), :math:`c = e^{-\gamma h}`, :math:`d = \sqrt{\tau(1 - c^2)}`; the caller
+    chooses them, this kernel only applies them. Each operation is rounded as written (products,
+    then sums; no FMA), identically eager and compiled.
+
+    ``theta``, ``mom``, ``grad``: contiguous 1-D tensors of one floating dtype; the
+    coefficients are 0-d tensors (or floats) cast to that dtype. Under ``get_compiled`` pass
+    ``kick, half_h, c, d, step`` as 0-d tensors so that changing them never recompiles;
+    ``offset`` and the size are compile-time constants.
+    """
+    _check_flat(theta, mom=mom, grad=grad)
+    _check_range(theta.numel(), offset)
+    dt = theta.dtype
+    kick, half_h, c, d = (_scalar(v, dt) for v in (kick, half_h, c, d))
+    r = _noise(theta.numel(), seed, step, offset).to(dt)
+    mom.add_(kick * grad)
+    theta.add_(half_h * mom)
+    mom.mul_(c).add_(d * r)
+    theta.add_(half_h * mom)
+
+
+def sgld_philox_step(
+    theta: Tensor,
+    grad: Tensor,
+    h: ScalarLike,
+    noise_scale: ScalarLike,
+    seed: Tensor | int,
+    step: Tensor | int,
+    offset: int = 0,
+) -> None:
+    r"""One SGLD (Euler–Maruyama) step on a flat buffer, in place, with Philox noise:
+
+    .. math:: \theta \leftarrow \theta + \bigl(\sigma R - h\, g\bigr),
+        \qquad R_i = Z(\mathrm{seed}, \mathrm{step}, \mathrm{offset} + i),
+
+    :math:`\sigma` = ``noise_scale`` (e.g. :math:`\sqrt{2 h \tau}`). Rounded as written.
+    Same argument rules as :func:`baoab_philox_step`.
+    """
+    _check_flat(theta, grad=grad)
+    _check_range(theta.numel(), offset)
+    dt = theta.dtype
+    h, noise_scale = _scalar(h, dt), _scalar(noise_scale, dt)
+    r = _noise(theta.numel(), seed, step, offset).to(dt)
+    theta.add_(noise_scale * r - h * grad)
+
+
+# --------------------------------------------------------------------------------------------
+# Compilation with a permanent eager fallback
+# --------------------------------------------------------------------------------------------
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+class _CompiledOrEager:
+    """Calls ``torch.compile(fn)``; if the first compiled call fails while the eager call with
+    the same arguments succeeds (no C++ compiler, unsupported platform ...), warns once and uses
+    the eager function from then on. Both paths give the same numbers."""
+
+    def __init__(self, fn: Callable[..., Any], compiled: Callable[..., Any] | None) -> None:
+        self.fn = fn
+        self._compiled = compiled
+        self._verified = False
+        self.__name__ = getattr(fn, "__name__", "fn")
+        self.__doc__ = fn.__doc__
+
+    @property
+    def is_compiled(self) -> bool:
+        """True while the compiled version is in use."""
+        return self._compiled is not None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._compiled is None:
+            return self.fn(*args, **kwargs)
+        if self._verified:
+            return self._compiled(*args, **kwargs)
+        try:
+            out = self._compiled(*args, **kwargs)
+        except Exception as err:  # compile-time failure: decide by retrying eagerly
+            out = self.fn(*args, **kwargs)  # a genuine user error raises here, unchanged
+            self._compiled = None
+            _warn_once(f"fallback:{self.__name__}",
+                       f"heatbath: torch.compile of {self.__name__} failed "
+                       f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                       "using the eager version (same numbers, slower).")
+            return out
+        self._verified = True
+        return out
+
+
+def get_compiled(fn: Callable[..., Any]) -> _CompiledOrEager:
+    """``torch.compile(fn, fullgraph=True, dynamic=False)`` with a permanent eager fallback.
+
+    Falls back (with a one-time ``RuntimeWarning``) when ``torch.compile`` is unavailable, when
+    the environment variable ``HEATBATH_COMPILE=0`` is set, or when the first call fails to
+    compile. Each new size, dtype or ``offset`` compiles once (tens of seconds for the Philox
+    graph; inductor caches on disk across processes).
+    """
+    if os.environ.get("HEATBATH_COMPILE", "1") == "0":
+        return _CompiledOrEager(fn, None)
+    try:
+        compiled = torch.compile(fn, fullgraph=True, dynamic=False)
+    except Exception as err:  # e.g. dynamo unsupported on this Python
+        _warn_once("compile-unavailable",
+                   f"heatbath: torch.compile unavailable ({type(err).__name__}); using eager.")
+        return _CompiledOrEager(fn, None)
+    return _CompiledOrEager(fn, compiled)
