@@ -108,6 +108,21 @@ def _validate_group(group: dict[str, Any]) -> None:
             )
 
 
+class _Group(dict):
+    """A parameter-group dict in which ``h`` and ``lr`` are one value: setting either sets both,
+    so torch LR schedulers (which write ``lr``) scale the time step ``h``."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key in ("h", "lr"):
+            super().__setitem__("h", value)
+            super().__setitem__("lr", value)
+        else:
+            super().__setitem__(key, value)
+
+    def __reduce__(self) -> Any:  # pickles and deep-copies as a plain dict
+        return (dict, (dict(self),))
+
+
 class _Flat:
     """Flat per-group buffers and bookkeeping (not part of the public API)."""
 
@@ -319,7 +334,7 @@ class Partitioned(torch.optim.Optimizer):
         elif "lr" in param_group and "h" not in param_group:
             param_group["h"] = param_group["lr"]
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
+        group = self.param_groups[-1] = _Group(self.param_groups[-1])
         try:
             _validate_group(group)
         except Exception:
@@ -344,15 +359,12 @@ class Partitioned(torch.optim.Optimizer):
         return self._seed
 
     # -- the step ----------------------------------------------------------------------------
-    def _sync_h(self, group: dict[str, Any], flat: _Flat) -> float:
-        """Keep ``h`` and ``lr`` equal whichever one a user or a scheduler changed."""
-        h, lr = group["h"], group["lr"]
-        if lr != flat.h_seen:
-            h = lr
+    def _current_h(self, group: dict[str, Any], flat: _Flat) -> float:
+        """The group's ``h`` (== ``lr``), validated again when someone changed it."""
+        h = group["h"]
         if h != flat.h_seen:
             check_real("h", h, low=0.0, low_open=True)
-        group["h"] = group["lr"] = h
-        flat.h_seen = h
+            flat.h_seen = h
         return float(h)
 
     @torch.no_grad()
@@ -381,7 +393,7 @@ class Partitioned(torch.optim.Optimizer):
                     "or clip gradients."
                 )
         for group, flat, g in zip(self.param_groups, self._flats, grads):
-            h = self._sync_h(group, flat)
+            h = self._current_h(group, flat)
             _STEPS[flat.method](self, group, flat, g, h)
             flat.h_prev = h
             flat.mark_consumed()
@@ -489,7 +501,9 @@ class Partitioned(torch.optim.Optimizer):
         after the last ``step()`` — the kinetic temperature uses the corrected
         :math:`p - \tfrac h2 \nabla L` and ``kinetic_corrected`` is True; otherwise it reports
         the stored momentum and ``kinetic_corrected`` is False, and the configurational
-        temperature (which needs the gradient) is None.
+        temperature (which needs the gradient) is None. ``kinetic_temperature_stored`` is
+        always that of the stored momentum (for BAOAB: just after the O step; on a Gaussian
+        target its mean is exactly τ, while the full-step momentum's is τ(1 − h²k/4)).
         """
         out = []
         for group, flat in zip(self.param_groups, self._flats):
@@ -498,11 +512,13 @@ class Partitioned(torch.optim.Optimizer):
             fresh = flat.grads_fresh()
             g = flat.gather_grad().clone() if fresh else None
             if flat.mom is not None:
+                stored = _per_replica((flat.mom * flat.mom).mean(1), flat.replicated)
                 p = flat.mom if g is None else flat.mom - 0.5 * group["h"] * g
                 d["kinetic_temperature"] = _per_replica((p * p).mean(1), flat.replicated)
                 d["kinetic_corrected"] = g is not None
+                d["kinetic_temperature_stored"] = stored
             else:
-                d["kinetic_temperature"] = None
+                d["kinetic_temperature"] = d["kinetic_temperature_stored"] = None
                 d["kinetic_corrected"] = False
             d["configurational_temperature"] = (
                 None if g is None else _per_replica((flat.theta * g).mean(1), flat.replicated)
@@ -543,6 +559,7 @@ class Partitioned(torch.optim.Optimizer):
                              f"this optimizer has {len(self._flats)}")
         before = [(g["method"], g["replicas"], g["xi_per"]) for g in self.param_groups]
         super().load_state_dict(sd)
+        self.param_groups = [_Group(g) for g in self.param_groups]
         for group, flat, old, ex in zip(self.param_groups, self._flats, before, extra["groups"]):
             if (group["method"], group["replicas"], group["xi_per"]) != old:
                 raise ValueError("state_dict's groups differ in method, replicas or xi_per from "
