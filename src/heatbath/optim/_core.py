@@ -167,18 +167,22 @@ class _Flat:
         self.h_seen = group["h"]
         self.consumed: list[Any] = []
         self.bind()
-        # thermostat segments (Adaptive Langevin)
+        # thermostat segments (Adaptive Langevin): one per tensor, or the whole group
         self.xi: Tensor | None = None
         if self.method == "adl":
-            if group["xi_per"] == "tensor":
-                seg = torch.repeat_interleave(torch.arange(len(params)), torch.tensor(self.numels))
-                sizes = torch.tensor(self.numels, dtype=dtype)
-            else:
-                seg = torch.zeros(N, dtype=torch.long)
-                sizes = torch.tensor([float(N)], dtype=dtype)
-            self.seg_index = seg.to(device)
-            self.seg_size = sizes.to(device)
-            self.xi = torch.full((R, len(sizes)), float(group["xi0"]), dtype=dtype, device=device)
+            per_tensor = group["xi_per"] == "tensor"
+            sizes = self.numels if per_tensor else [N]
+            self.seg_bounds = list(zip(self.offsets[:-1], self.offsets[1:])) if per_tensor \
+                else [(0, N)]
+            self.seg_size = torch.tensor(sizes, dtype=dtype, device=device)
+            self.xi = torch.full((R, len(sizes)), float(group["xi0"]), dtype=dtype,
+                                 device=device)
+            self.make_segment_views()
+
+    def make_segment_views(self) -> None:
+        assert self.mom is not None and self.xi is not None
+        self.p_segs = [self.mom[:, a:b] for a, b in self.seg_bounds]
+        self.xi_segs = [self.xi[:, s : s + 1] for s in range(self.xi.shape[1])]
 
     # -- views ---------------------------------------------------------------------------------
     def view(self, buf: Tensor, i: int) -> Tensor:
@@ -199,10 +203,12 @@ class _Flat:
         if any(p.data_ptr() != q for p, q in zip(self.params, self.ptrs)):
             dev = self.params[0].device
             if dev != self.theta.device:
-                for name in ("theta", "gbuf", "mom", "noise", "xi", "seg_index", "seg_size"):
+                for name in ("theta", "gbuf", "mom", "noise", "xi", "seg_size"):
                     t = getattr(self, name, None)
                     if t is not None:
                         setattr(self, name, t.to(dev))
+                if self.xi is not None:
+                    self.make_segment_views()
             self.bind()
 
     # -- gradients -----------------------------------------------------------------------------
@@ -459,33 +465,33 @@ class Partitioned(torch.optim.Optimizer):
         if self.foreach:
             S.B(p, g, kick)
             S.A(th, p, half)
-            S.C(p, xi, flat.seg_index, half)
+            S.C(flat.p_segs, flat.xi_segs, half)
             if n1 is not None:
                 S.D(p, n1)
-            S.E(xi, p, flat.seg_index, flat.seg_size, tau, eps_seg, h)
+            S.E(xi, flat.p_segs, flat.seg_size, tau, eps_seg, h)
             if n2 is not None:
                 S.D(p, n2)
-            S.C(p, xi, flat.seg_index, half)
+            S.C(flat.p_segs, flat.xi_segs, half)
             S.A(th, p, half)
             return
-        # reference path: the same sub-steps, tensor by tensor
-        per_tensor = xi.shape[1] > 1 or len(flat.params) == 1
+        # reference path: the same arithmetic tensor by tensor, plain (non-foreach) ops
+        seg_of = [0] * len(flat.params) if xi.shape[1] == 1 else list(range(len(flat.params)))
         slices = list(self._each(flat, th, p, g, n1, n2))
-        for k, (ti, pi, gi, _, _) in enumerate(slices):
-            S.B(pi, gi, kick)
-            S.A(ti, pi, half)
-            pi.mul_(torch.exp(xi[:, k if per_tensor else 0 : (k if per_tensor else 0) + 1] * -half))
-            if n1 is not None:
-                pi.add_(slices[k][3])
-        kin = torch.stack([(pi * pi).sum(1) for _, pi, _, _, _ in slices], dim=1)
-        if not per_tensor:
-            kin = kin.sum(1, keepdim=True)
+        for k, (ti, pi, gi, n1i, _) in enumerate(slices):
+            pi.add_(gi, alpha=-kick)
+            ti.add_(pi, alpha=half)
+            pi.mul_(torch.exp(xi[:, seg_of[k] : seg_of[k] + 1] * -half))
+            if n1i is not None:
+                pi.add_(n1i)
+        kin = torch.zeros_like(xi)
+        for k, (_, pi, _, _, _) in enumerate(slices):
+            kin[:, seg_of[k]] += (pi * pi).sum(1)
         xi.add_(eps_seg * (kin - flat.seg_size * tau), alpha=h)
         for k, (ti, pi, _, _, n2i) in enumerate(slices):
             if n2i is not None:
                 pi.add_(n2i)
-            pi.mul_(torch.exp(xi[:, k if per_tensor else 0 : (k if per_tensor else 0) + 1] * -half))
-            S.A(ti, pi, half)
+            pi.mul_(torch.exp(xi[:, seg_of[k] : seg_of[k] + 1] * -half))
+            ti.add_(pi, alpha=half)
 
     # -- inspection --------------------------------------------------------------------------
     @torch.no_grad()

@@ -19,8 +19,8 @@ E_δ         :math:`\xi \leftarrow \xi + \delta\,\epsilon\,(p^\top p - n\tau)`  
 
 Noise arrives already scaled (``R`` drawn with the right standard deviation), which saves a
 multiply per step. The thermostat variable :math:`\xi` of C and E has one entry per *segment*
-(a parameter tensor, or a whole group) and per replica: ``xi`` is ``[R, S]`` and ``seg_index``
-maps each of the ``N`` flat entries to its segment.
+(a parameter tensor, or a whole group) and per replica: ``xi`` is ``[R, S]``, and C and E
+work on the list of the segments' ``[R, n_s]`` momentum views.
 """
 
 from __future__ import annotations
@@ -61,10 +61,13 @@ def ou_coefficients(gamma: float, tau: float, delta: float) -> tuple[float, floa
     return c, math.sqrt(tau * (1.0 - c * c))
 
 
-def C(p: Tensor, xi: Tensor, seg_index: Tensor, delta: float) -> None:
-    r"""Thermostat friction :math:`C_\delta`: :math:`p \leftarrow e^{-\xi\delta} p` per segment."""
-    factor = torch.exp(xi * (-delta))
-    p.mul_(factor.index_select(1, seg_index) if factor.shape[1] > 1 else factor)
+def C(p_segs: list[Tensor], xi_segs: list[Tensor], delta: float) -> None:
+    r"""Thermostat friction :math:`C_\delta`: :math:`p \leftarrow e^{-\xi\delta} p` per segment.
+
+    ``p_segs`` are the ``[R, n_s]`` momentum views of the segments, ``xi_segs`` the matching
+    ``[R, 1]`` views of ξ (two multi-tensor kernels whatever the number of segments).
+    """
+    torch._foreach_mul_(p_segs, torch._foreach_exp(torch._foreach_mul(xi_segs, -delta)))
 
 
 def D(p: Tensor, scaled_noise: Tensor) -> None:
@@ -75,22 +78,21 @@ def D(p: Tensor, scaled_noise: Tensor) -> None:
     p.add_(scaled_noise)
 
 
-def segment_sq_sums(p: Tensor, seg_index: Tensor, n_seg: int) -> Tensor:
+def segment_sq_sums(p_segs: list[Tensor]) -> Tensor:
     r""":math:`p^\top p` per segment and replica, shape ``[R, S]``."""
-    sq = p * p
-    if n_seg == 1:
-        return sq.sum(dim=1, keepdim=True)
-    out = torch.zeros(p.shape[0], n_seg, dtype=p.dtype, device=p.device)
-    return out.index_add_(1, seg_index, sq)
+    if len(p_segs) == 1:
+        return torch.linalg.vecdot(p_segs[0], p_segs[0]).unsqueeze(1)
+    return torch.stack([torch.linalg.vecdot(v, v) for v in p_segs], dim=1)
 
 
-def E(xi: Tensor, p: Tensor, seg_index: Tensor, seg_size: Tensor, tau: float,
-      eps_per_seg: Tensor, delta: float) -> None:
+def E(xi: Tensor, p_segs: list[Tensor], seg_size: Tensor, tau: float, eps_per_seg: Tensor,
+      delta: float) -> None:
     r"""Thermostat variable :math:`E_\delta`:
     :math:`\xi \leftarrow \xi + \delta\epsilon(p^\top p - n\tau)`.
 
-    ``eps_per_seg`` holds :math:`\epsilon` per segment (``epsilon`` itself, or ``epsilon / n`` in
-    the per-entry normalisation), ``seg_size`` the number of entries ``n`` of each segment.
+    ``xi`` is ``[R, S]``; ``eps_per_seg`` holds :math:`\epsilon` per segment (``epsilon``
+    itself, or ``epsilon / n`` in the per-entry normalisation), ``seg_size`` the number ``n`` of
+    entries of each segment.
     """
-    kin = segment_sq_sums(p, seg_index, xi.shape[1])
+    kin = segment_sq_sums(p_segs)
     xi.add_(eps_per_seg * (kin - seg_size * tau), alpha=delta)
