@@ -262,3 +262,26 @@ def test_trains_a_small_network_to_useful_accuracy(name):
            else Langevin(m.parameters(), h=0.25, gamma=0.5, tau=1e-4, seed=0))
     train(m, opt, X, y, 3000, batch=20)
     assert accuracy(m, Xt, yt) > 0.9
+
+
+@pytest.mark.slow
+def test_works_inside_torch_compile():
+    # A compiled training step (forward, backward, step) follows the eager one; compiled
+    # forward/backward kernels round differently (~1 ulp), hence the float32 tolerance.
+    X, y = toy_spiral(100)
+    a, b = shlp(seed=0), shlp(seed=0)
+    oa, ob = AdLaLa(a, seed=0), AdLaLa(b, seed=0)
+
+    def step(model, opt):
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(model(X).squeeze(-1), y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    compiled = torch.compile(step)
+    for _ in range(5):
+        la, lb = step(a, oa), compiled(b, ob)
+        torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)

@@ -373,12 +373,18 @@ class Partitioned(torch.optim.Optimizer):
             flat.h_seen = h
         return float(h)
 
+    @torch._dynamo.disable
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One integrator step for every group, after ``loss.backward()``.
 
         Raises :class:`NonFiniteGradientError` (and changes nothing) if a gradient is not
         finite.
+
+        Under ``torch.compile`` the step always runs eagerly (it is excluded from tracing):
+        the compiler's CPU random number generator is several times slower than eager
+        ``normal_`` (spec/performance.md), and eager keeps the noise stream identical. The
+        surrounding forward and backward are compiled as usual.
         """
         loss = None
         if closure is not None:
