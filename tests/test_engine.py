@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -94,15 +93,11 @@ def test_rows_schedule_progress_and_snapshots(data: Dataset) -> None:
     assert one.predict_proba(grid).shape == (1, 30, 2)
 
 
-def _noisy_optimizers() -> list[OptimSpec]:
-    specs = [OptimSpec("adam", {"h": 0.01})]
-    if importlib.util.find_spec("heatbath.optim") is not None:
-        specs += [OptimSpec("langevin", {"h": 0.2, "gamma": 1.0, "tau": 1e-3}),
-                  OptimSpec("adlala", {"h": 0.25, "gamma": 0.5})]
-    return specs
-
-
-@pytest.mark.parametrize("opt", _noisy_optimizers(), ids=lambda o: o.method)
+@pytest.mark.parametrize("opt", [
+    OptimSpec("adam", {"h": 0.01}),
+    OptimSpec("langevin", {"h": 0.2, "gamma": 1.0, "tau": 1e-3}),
+    OptimSpec("adlala", {"h": 0.25, "gamma": 0.5}),
+], ids=lambda o: o.method)
 @pytest.mark.parametrize("ensemble", [False, True])
 def test_resume_is_bit_identical(data: Dataset, tmp_path: Path, opt: OptimSpec,
                                  ensemble: bool) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
@@ -98,11 +96,6 @@ def test_batched_run_equals_single_runs(opt: OptimSpec) -> None:
     _compare(ens, singles, rtol=1e-6, atol=1e-6)
 
 
-def _has_heatbath_optim() -> bool:
-    return importlib.util.find_spec("heatbath.optim") is not None
-
-
-@pytest.mark.skipif(not _has_heatbath_optim(), reason="heatbath.optim not available")
 @pytest.mark.parametrize("opt", [
     OptimSpec("langevin", {"h": 0.25, "gamma": 0.5, "tau": 0.0}),
     OptimSpec("adlala", {"h": 0.25, "gamma": 0.5, "tau1": 0.0, "tau2": 0.0, "sigma_A": 0.0}),

@@ -19,6 +19,7 @@ from heatbath.data import STREAM_OPTIMIZER, derive_seed
 from heatbath.models import MLP, SHLP, EnsembleMLP, EnsembleSHLP
 from heatbath.models.heads import HEADS
 from heatbath.models.mlp import ACTIVATIONS, parse_init
+from heatbath.optim import build_optimizer
 
 __all__ = ["ModelSpec", "OptimSpec", "MODEL_NAMES", "optimizer_seed"]
 
@@ -134,21 +135,9 @@ class OptimSpec:
     def build(self, model: nn.Module, *, replicas: int | None, seed: int
               ) -> torch.optim.Optimizer:
         """Build the optimizer for ``model`` (``replicas`` = R for an ensemble, else ``None``)."""
-        try:
-            from heatbath.optim import build_optimizer
-        except ImportError:  # optimizers not installed yet: torch's SGD/Adam only
-            return _torch_fallback(self.method, model, self.hparams)
         return build_optimizer(self.method, model, replicas=replicas, seed=seed,
                                **dict(self.hparams))
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "hparams": dict(self.hparams), "label": self.label}
 
-
-def _torch_fallback(method: str, model: nn.Module, hparams: Mapping[str, Any]
-                    ) -> torch.optim.Optimizer:
-    method = check_choice("method", method, ("sgd", "adam"))
-    kw = dict(hparams)
-    lr = kw.pop("h", 0.01 if method == "sgd" else 1e-3)
-    cls = torch.optim.SGD if method == "sgd" else torch.optim.Adam
-    return cls(model.parameters(), lr=lr, **kw)

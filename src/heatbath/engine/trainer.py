@@ -58,6 +58,7 @@ from torch.func import functional_call
 from heatbath._validate import check_int, check_real
 from heatbath.data import STREAM_DATA_ORDER, Dataset, derive_seed
 from heatbath.models.heads import loss_per_sample, predict, probabilities
+from heatbath.optim import NonFiniteGradientError
 
 from .specs import ModelSpec, OptimSpec, optimizer_seed
 
@@ -70,11 +71,6 @@ ProgressFn = Callable[[int, int, list[dict[str, Any]]], None]
 
 CHECKPOINT_FORMAT = "heatbath.engine.checkpoint/1"
 
-try:  # the heatbath optimizers refuse non-finite gradients with this error
-    from heatbath.optim._core import NonFiniteGradientError as _NonFiniteGradient
-except ImportError:  # pragma: no cover - optimizers not installed yet
-    class _NonFiniteGradient(FloatingPointError):  # type: ignore[no-redef]
-        pass
 
 # evaluation chunk: at most this many activations (replicas x samples x widest layer) at once
 _EVAL_BUDGET = 1 << 22
@@ -399,7 +395,7 @@ class Trainer:
         torch._foreach_copy_(self._backup, [self._rview(p) for p in self._params])
         try:
             self.optimizer.step()
-        except _NonFiniteGradient:
+        except NonFiniteGradientError:
             bad = torch.zeros(self.R, dtype=torch.bool)
             for p in self._params:
                 if p.grad is not None:
