@@ -17,6 +17,7 @@ Public API (stable; the CLI and reports build on it)::
         snapshot_steps=[0, 5000, 10_000],             # parameter copies (histograms, maps)
         progress=lambda step, steps, new_rows: ...,   # after every evaluation
         checkpoint="runs/x/ckpt.pt", checkpoint_every=1000, resume=True,
+        num_threads=1,                                # torch threads during the call (restored)
     )
 
 ``train`` returns a :class:`TrainResult`:
@@ -35,7 +36,10 @@ Public API (stable; the CLI and reports build on it)::
 seed=|seeds=…, …)``, ``.run(until=None, progress=, checkpoint=, checkpoint_every=)``,
 ``.evaluate()``, ``.predict_proba(X)``, ``.save(path)`` / ``Trainer.load(path, data, model,
 optimizer, **same kwargs)`` (bit-identical continuation), ``.state_dict()``/``.load_state_dict()``,
-``.model``, ``.optimizer``, ``.step``, ``.alive``.
+``.model``, ``.optimizer``, ``.step``, ``.alive``, ``.config()``.
+
+Errors: bad arguments raise ``ValueError`` naming the parameter before any training; a
+checkpoint of another run or other data raises ``ValueError`` on load.
 
 The optimizer is built with ``heatbath.optim.build_optimizer(method, model, replicas=R or None,
 seed=…, **hparams)``. See ``trainer`` for the loop's definitions and choices.

@@ -83,7 +83,8 @@ class TrainResult:
     Attributes:
         method: the label in the rows' ``method`` column.
         seeds: one seed per run (replica order).
-        steps: planned number of steps; ``steps_done`` how many were taken.
+        steps: planned number of steps; ``steps_done`` the step counter reached (``steps``,
+            or, when every run stopped early, the step of the last non-finite loss).
         rows: long-format metrics, dicts with keys ``method, seed, step, split, loss, accuracy``.
         diverged: ``{seed: step}`` for runs stopped by a non-finite loss at that step.
         messages: human-readable notes (divergences).
