@@ -46,6 +46,18 @@ def test_power_iteration_within_one_percent(name, make, shape):
     assert est >= 0.99 * exact
 
 
+@pytest.mark.parametrize("stride,k,pad", [(1, 3, 1), (2, 3, 1), (1, 5, 2), (2, 4, 0)])
+def test_conv_fft_bound_is_an_upper_bound(stride, k, pad):
+    torch.manual_seed(stride * 10 + k)
+    op = Conv2dOperator(3, 4, k, stride=stride, padding=pad).double()
+    shape = (1, 3, 9, 9)
+    exact = float(torch.linalg.matrix_norm(operator_matrix(op, shape), ord=2))
+    bound = float(op.fft_norm_bound(shape))
+    assert exact <= bound * (1 + 1e-12)
+    if stride == 1:  # large-ish image, stride 1: the circular bound is close (derived: O(k/n))
+        assert bound <= 1.25 * exact
+
+
 def test_spectral_norm_differentiable_and_tracks_updates():
     torch.manual_seed(2)
     op = LinearOperator(6).double()

@@ -260,6 +260,24 @@ class Conv2dOperator(Operator):
                               stride=self.stride, padding=self.padding,
                               init_scale=self.init_scale)
 
+    def fft_norm_bound(self, z_shape: tuple[int, ...]) -> Tensor:
+        r"""Certified upper bound of :math:`\|A\|_2` on inputs of spatial size ``z_shape[2:]``.
+
+        Embedding an :math:`H\times W` input in an :math:`N_1\times N_2` grid,
+        :math:`N_i \ge n_i + k - 1`, makes the zero-padded convolution a restriction of a
+        circular one, :math:`A = RCE` with :math:`\|R\|, \|E\| \le 1`; striding is a further
+        restriction. The circular convolution is block-diagonalised by the 2-D DFT, so
+        :math:`\|A\|_2 \le \|C\|_2 = \max_\omega \|\hat W(\omega)\|_2` (the largest singular
+        value of the :math:`C_\text{out}\times C_\text{in}` symbol over the grid frequencies;
+        Sedghi, Gupta & Long 2019). Differentiable in the weight.
+        """
+        if len(z_shape) != 4:
+            raise ValueError(f"z_shape must be (N, C, H, W), got {tuple(z_shape)}")
+        n1 = z_shape[2] + self.kernel_size - 1
+        n2 = z_shape[3] + self.kernel_size - 1
+        sym = torch.fft.fft2(self.weight, s=(n1, n2)).permute(2, 3, 0, 1)
+        return torch.linalg.matrix_norm(sym, ord=2).max()
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels} -> {self.out_channels}, k={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
