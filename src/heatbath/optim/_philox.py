@@ -329,13 +329,17 @@ def philox_normal(
 # --------------------------------------------------------------------------------------------
 # Fused update steps (flat 1-D buffers, in place)
 # --------------------------------------------------------------------------------------------
-def _check_flat(like: Tensor, **tensors: Tensor) -> None:
+def _check_flat(theta: Tensor, **tensors: Tensor) -> None:
+    if not isinstance(theta, Tensor) or theta.dim() != 1 or not theta.is_contiguous():
+        raise ValueError("theta must be a contiguous 1-D tensor")
+    if not theta.dtype.is_floating_point:
+        raise ValueError(f"theta must have a floating dtype, got {theta.dtype}")
     for name, x in tensors.items():
         if not isinstance(x, Tensor) or x.dim() != 1 or not x.is_contiguous():
             raise ValueError(f"{name} must be a contiguous 1-D tensor")
-        if x.shape != like.shape or x.dtype != like.dtype or not x.dtype.is_floating_point:
-            raise ValueError(f"{name} must match theta's shape {tuple(like.shape)} and floating "
-                             f"dtype {like.dtype}, got {tuple(x.shape)} {x.dtype}")
+        if x.shape != theta.shape or x.dtype != theta.dtype:
+            raise ValueError(f"{name} must match theta's shape {tuple(theta.shape)} and dtype "
+                             f"{theta.dtype}, got {tuple(x.shape)} {x.dtype}")
 
 
 def _scalar(x: ScalarLike, dtype: torch.dtype) -> Tensor:

@@ -1,0 +1,379 @@
+"""Philox4x32-10 noise engine: known answers, layout, accuracy, statistics, compiled == eager."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from heatbath.optim import _philox as P
+from heatbath.optim._philox import (
+    baoab_philox_step,
+    get_compiled,
+    philox4x32_10,
+    philox_normal,
+    sgld_philox_step,
+)
+
+EPS32 = torch.finfo(torch.float32).eps
+MASK32 = 0xFFFFFFFF
+
+# Random123 known-answer vectors, tests/kat_vectors of the Random123 distribution
+# (DEShawResearch/random123, lines "philox4x32 10 ..."): counter[4] key[2] -> output[4].
+KAT_PHILOX4X32_10 = [
+    ((0x00000000, 0x00000000, 0x00000000, 0x00000000), (0x00000000, 0x00000000),
+     (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF),
+     (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+# ------------------------------------------------------------------------------ Philox itself
+@pytest.mark.parametrize("ctr,key,expected", KAT_PHILOX4X32_10, ids=["zeros", "ones", "pi"])
+def test_known_answer_vectors(ctr, key, expected):
+    out = philox4x32_10(torch.tensor(ctr), torch.tensor(key))
+    assert out.tolist() == list(expected)
+
+
+def test_known_answers_batched_with_broadcast_key():
+    ctr = torch.tensor([v[0] for v in KAT_PHILOX4X32_10])
+    key = torch.tensor([v[1] for v in KAT_PHILOX4X32_10])
+    assert philox4x32_10(ctr, key).tolist() == [list(v[2]) for v in KAT_PHILOX4X32_10]
+    # one key for many counters broadcasts
+    zeros_key = torch.zeros(2, dtype=torch.int64)
+    out = philox4x32_10(ctr[:1].expand(5, 4), zeros_key)
+    assert out.tolist() == [list(KAT_PHILOX4X32_10[0][2])] * 5
+
+
+def test_mulhilo_matches_python_integers():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randint(0, 1 << 32, (4096,), generator=g, dtype=torch.int64)
+    x[:3] = torch.tensor([0, 1, MASK32])
+    for m in P.PHILOX_M:
+        hi, lo = P._mulhilo(m, x)
+        ref = [m * v for v in x.tolist()]
+        assert hi.tolist() == [r >> 32 for r in ref]
+        assert lo.tolist() == [r & MASK32 for r in ref]
+
+
+def test_philox_rejects_bad_input():
+    with pytest.raises(ValueError, match="ctr"):
+        philox4x32_10(torch.zeros(4, dtype=torch.int32), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="ctr"):
+        philox4x32_10(torch.zeros(3, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="key"):
+        philox4x32_10(torch.zeros(4, dtype=torch.int64), torch.tensor([0, 1 << 32]))
+    with pytest.raises(ValueError, match="ctr"):
+        philox4x32_10(torch.tensor([0, 0, -1, 0]), torch.zeros(2, dtype=torch.int64))
+
+
+# ------------------------------------------------------------------- layout of philox_normal
+def _reference_normals(g_idx: list[int], seed: int, step: int) -> tuple[list[float], list[float]]:
+    """Documented layout, independently: Philox words via the public block function, then
+    Box–Muller in float64 with the math module. Returns (z, rho) per global index."""
+    z, rho = [], []
+    for g in g_idx:
+        b, j = divmod(g, 4)
+        ctr = torch.tensor([b & MASK32, b >> 32, step & MASK32, step >> 32])
+        key = torch.tensor([seed & MASK32, seed >> 32])
+        a = [w >> 8 for w in philox4x32_10(ctr, key).tolist()]
+        r_word, t_word = (a[0], a[1]) if j < 2 else (a[2], a[3])
+        u = (2 * (r_word // 2) + 1) * 2.0**-24
+        r = math.sqrt(-2.0 * math.log(u))
+        theta = 2.0 * math.pi * (t_word + 0.5) * 2.0**-24
+        z.append(r * (math.cos(theta) if j % 2 == 0 else math.sin(theta)))
+        rho.append(r)
+    return z, rho
+
+
+def test_layout_matches_documented_counter_and_key():
+    # seed, step and block index all above 2**32, so every high word is exercised
+    seed, step, offset = (1 << 40) + 12345, (1 << 33) + 7, 3 * (1 << 34) + 2
+    n = 37
+    z = philox_normal(n, seed, step, offset=offset)
+    ref, rho = _reference_normals([offset + i for i in range(n)], seed, step)
+    # float32 evaluation error: rho to ~2.1 eps (relative), cos/sin to 0.82 eps (absolute),
+    # one final rounding 0.5 eps: |z - z_ref| <= 3.5 eps * rho; allow 4 eps * rho
+    for zi, ri, rh in zip(z.tolist(), ref, rho, strict=True):
+        assert abs(zi - ri) <= 4 * EPS32 * rh + 1e-12
+
+
+def test_element_is_function_of_global_index_only():
+    seed, step = 99, 5
+    full = philox_normal(1000, seed, step, offset=0)
+    for off, n in [(0, 1), (1, 3), (3, 10), (4, 8), (7, 993), (500, 0), (998, 2)]:
+        part = philox_normal(n, seed, step, offset=off)
+        assert torch.equal(part, full[off:off + n])
+    # tensor seed/step give the same stream as ints
+    same = philox_normal(1000, torch.tensor(seed), torch.tensor(step))
+    assert torch.equal(same, full)
+
+
+def test_chunked_eager_path_equals_single_block_call(monkeypatch):
+    nb = 64
+    monkeypatch.setattr(P, "_EAGER_CHUNK_BLOCKS", nb)
+    n, off = 8 * nb + 21, 3  # spans three eager chunks, unaligned start
+    z = philox_normal(n, 11, 2, offset=off)
+    k0, k1, t0, t1 = P._key_and_step(11, 2)
+    direct = P._normal_blocks(0, (off + n + 3) // 4, k0, k1, t0, t1)[off:off + n]
+    assert torch.equal(z, direct)
+
+
+def test_dtypes_are_casts_of_the_float32_stream():
+    z = philox_normal(999, 3, 4, offset=1)
+    assert torch.equal(philox_normal(999, 3, 4, offset=1, dtype=torch.float64), z.double())
+    assert torch.equal(philox_normal(999, 3, 4, offset=1, dtype=torch.bfloat16), z.bfloat16())
+
+
+def test_philox_normal_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="n must"):
+        philox_normal(-1, 0, 0)
+    with pytest.raises(ValueError, match="seed"):
+        philox_normal(4, -3, 0)
+    with pytest.raises(ValueError, match="step"):
+        philox_normal(4, 0, 1.5)
+    with pytest.raises(ValueError, match="offset"):
+        philox_normal(4, 0, 0, offset=-4)
+    with pytest.raises(ValueError, match="offset \\+ n"):
+        philox_normal(8, 0, 0, offset=(1 << 62) - 4)
+    with pytest.raises(ValueError, match="seed"):
+        philox_normal(4, torch.tensor(1.0), 0)
+    with pytest.raises(ValueError, match="dtype"):
+        philox_normal(4, 0, 0, dtype=torch.int32)
+
+
+# -------------------------------------------------------------- accuracy of the basic-op math
+def _sample_ints(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, 1 << 24, (n,), generator=g, dtype=torch.int32)
+    edges = torch.tensor([0, 1, 2, 3, (1 << 21) - 1, 1 << 21, (1 << 22) - 1, 1 << 22,
+                          (1 << 23) - 1, 1 << 23, (1 << 24) - 2, (1 << 24) - 1], dtype=torch.int32)
+    return torch.cat([edges, a])
+
+
+def test_neg2log_and_sqrt_accuracy():
+    a = _sample_ints(1 << 18, 1)
+    u = (2 * (a.double() // 2) + 1) * 2.0**-24
+    ref = -2.0 * torch.log(u)
+    y = P._neg2log_unit(a)
+    assert torch.isfinite(y).all() and (y > 0).all()  # u never 0 or 1
+    # about six float32 roundings of relative size <= eps/2, series truncation < 4e-10
+    assert ((y.double() - ref).abs() / ref).max() <= 3 * EPS32
+    s = P._sqrt_heron(y)
+    ref_s = y.double().sqrt()
+    # Heron's third step leaves 5e-14 relative; the rest is rounding of its last two ops
+    assert ((s.double() - ref_s).abs() / ref_s).max() <= 1.5 * EPS32
+    # the largest radius is sqrt(48 ln 2), from u = 2**-24
+    assert math.isclose(P._sqrt_heron(P._neg2log_unit(torch.tensor([0], dtype=torch.int32)))
+                        .item(), math.sqrt(48 * math.log(2)), rel_tol=2 * EPS32)
+
+
+def test_cos_sin_accuracy():
+    a = _sample_ints(1 << 18, 2)
+    theta = 2.0 * math.pi * (a.double() + 0.5) * 2.0**-24
+    c, s = P._cos_sin_turn(a)
+    # exact integer quadrant reduction; phi rounded once (<= eps/2 * pi/4), Taylor error < 3e-9,
+    # Horner roundings ~ eps/2 each on terms <= 1: total below 1.5 eps
+    assert (c.double() - theta.cos()).abs().max() <= 1.5 * EPS32
+    assert (s.double() - theta.sin()).abs().max() <= 1.5 * EPS32
+
+
+# --------------------------------------------------------------------------------- statistics
+N_STAT = 1_000_000
+SIGMAS = 5.0  # every statistic must fall within 5 standard errors of its expected value
+
+
+@pytest.fixture(scope="module")
+def base_stream() -> torch.Tensor:
+    return philox_normal(N_STAT, 2024, 0).double()
+
+
+def test_moments_and_distribution(base_stream):
+    z = base_stream
+    n = z.numel()
+    m = z.mean()
+    c = z - m
+    var = (c**2).mean()
+    skew = (c**3).mean() / var**1.5
+    exkurt = (c**4).mean() / var**2 - 3.0
+    # standard errors under N(0,1): mean 1/sqrt(n), variance sqrt(2/n), skewness sqrt(6/n),
+    # excess kurtosis sqrt(24/n); truncation at |z| = 5.77 shifts them by < 1e-6
+    assert abs(m.item()) < SIGMAS / math.sqrt(n)
+    assert abs(var.item() - 1.0) < SIGMAS * math.sqrt(2.0 / n)
+    assert abs(skew.item()) < SIGMAS * math.sqrt(6.0 / n)
+    assert abs(exkurt.item()) < SIGMAS * math.sqrt(24.0 / n)
+    # Kolmogorov–Smirnov: P(sqrt(n) D > 2.0) = 6.7e-4 for the true distribution
+    zs, _ = torch.sort(z)
+    cdf = torch.special.ndtr(zs)
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    d = torch.maximum(k / n - cdf, cdf - (k - 1) / n).max()
+    assert math.sqrt(n) * d.item() < 2.0
+    # tails: fraction beyond 3 sigma, binomial standard error
+    p3 = 2.0 * (1.0 - torch.special.ndtr(torch.tensor(3.0, dtype=torch.float64)).item())
+    frac3 = (z.abs() > 3.0).double().mean().item()
+    assert abs(frac3 - p3) < SIGMAS * math.sqrt(p3 * (1 - p3) / n)
+
+
+def _corr(x: torch.Tensor, y: torch.Tensor) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    return (x @ y / (x.norm() * y.norm())).item()
+
+
+def test_independence_within_stream(base_stream):
+    z = base_stream
+    # lags 1..3 pair lanes of one Philox block (incl. cos/sin of one Box–Muller pair),
+    # lag 4 the same lane of neighbouring blocks; sample correlation has SE 1/sqrt(n)
+    for lag in (1, 2, 3, 4, 5):
+        se = 1.0 / math.sqrt(z.numel() - lag)
+        assert abs(_corr(z[:-lag], z[lag:])) < SIGMAS * se
+        # squares catch a shared radius (dependence with zero linear correlation)
+        assert abs(_corr(z[:-lag] ** 2, z[lag:] ** 2)) < SIGMAS * se
+
+
+@pytest.mark.parametrize("seed,step", [(2024, 1), (2025, 0), (2024 + (1 << 32), 0),
+                                       (2024, 1 << 32)],
+                         ids=["next-step", "next-seed", "seed-high-word", "step-high-word"])
+def test_independence_across_steps_and_seeds(base_stream, seed, step):
+    other = philox_normal(N_STAT, seed, step).double()
+    se = 1.0 / math.sqrt(N_STAT)
+    assert abs(_corr(base_stream, other)) < SIGMAS * se
+    assert abs(_corr(base_stream**2, other**2)) < SIGMAS * se
+
+
+def test_reproducible_across_thread_counts():
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = philox_normal(300_001, 8, 9, offset=5)
+        torch.set_num_threads(max(2, old))
+        many = philox_normal(300_001, 8, 9, offset=5)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, many)
+
+
+# ------------------------------------------------------------------------------ fused steps
+def _flat(n: int, seed: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, generator=g, dtype=dtype) for _ in range(3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_baoab_step_applies_documented_update(dtype):
+    n, off = 1003, 6
+    theta, mom, grad = _flat(n, 0, dtype)
+    kick, half_h, c, d = -0.1, 0.05, 0.9, 0.3
+    r = philox_normal(n, 5, 3, offset=off).to(dtype)
+    s = {k: torch.tensor(v, dtype=dtype) for k, v in dict(k=kick, h=half_h, c=c, d=d).items()}
+    p = mom + s["k"] * grad
+    q = theta + s["h"] * p
+    p = s["c"] * p + s["d"] * r
+    q = q + s["h"] * p
+    baoab_philox_step(theta, mom, grad, kick, half_h, c, d, 5, 3, off)
+    assert torch.equal(mom, p) and torch.equal(theta, q)
+
+
+def test_sgld_step_applies_documented_update():
+    n, off = 1001, 2
+    theta, _, grad = _flat(n, 1)
+    r = philox_normal(n, 9, 4, offset=off)
+    expected = theta + (torch.tensor(0.02) * r - torch.tensor(0.001) * grad)
+    sgld_philox_step(theta, grad, 0.001, 0.02, 9, 4, off)
+    assert torch.equal(theta, expected)
+
+
+def test_steps_reject_mismatched_buffers():
+    theta, mom, grad = _flat(8, 2)
+    with pytest.raises(ValueError, match="mom"):
+        baoab_philox_step(theta, mom[:4], grad, 0.1, 0.1, 0.9, 0.1, 0, 0)
+    with pytest.raises(ValueError, match="grad"):
+        sgld_philox_step(theta, grad.double(), 0.1, 0.1, 0, 0)
+    with pytest.raises(ValueError, match="theta"):
+        sgld_philox_step(theta.view(2, 4), grad.view(2, 4), 0.1, 0.1, 0, 0)
+
+
+# -------------------------------------------------------------------- compile and fallback
+def test_compiled_baoab_equals_eager_bitwise_without_recompiles():
+    """The one compile in the default suite (tens of seconds on a cold inductor cache)."""
+    step_fn = get_compiled(baoab_philox_step)
+    n, off = 1027, 6
+    theta, mom, grad = _flat(n, 3)
+    theta_e, mom_e = theta.clone(), mom.clone()
+    seed = torch.tensor(1234)
+    for t, coef in enumerate([(-0.1, 0.05, 0.9, 0.3), (-0.2, 0.07, 0.8, 0.4)]):
+        k, h, c, d = (torch.tensor(v) for v in coef)
+        step = torch.tensor(t)
+        if t == 0:
+            step_fn(theta, mom, grad, k, h, c, d, seed, step, off)
+        else:  # new step and coefficients must reuse the compiled graph
+            with torch._dynamo.config.patch(error_on_recompile=True):
+                step_fn(theta, mom, grad, k, h, c, d, seed, step, off)
+        baoab_philox_step(theta_e, mom_e, grad, k, h, c, d, seed, step, off)
+        assert torch.equal(theta, theta_e) and torch.equal(mom, mom_e)
+    if not step_fn.is_compiled:
+        pytest.skip("torch.compile unavailable here; checked the eager fallback only")
+
+
+def test_compile_failure_falls_back_to_eager_once(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("no C++ compiler (simulated)")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(P, "_warned", set())
+    step_fn = get_compiled(sgld_philox_step)
+    theta, _, grad = _flat(64, 4)
+    theta_e = theta.clone()
+    with pytest.warns(RuntimeWarning, match="eager"):
+        step_fn(theta, grad, 0.01, 0.1, 1, 2)
+    sgld_philox_step(theta_e, grad, 0.01, 0.1, 1, 2)
+    assert torch.equal(theta, theta_e) and not step_fn.is_compiled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        step_fn(theta, grad, 0.01, 0.1, 1, 3)
+
+
+def test_user_error_is_not_mistaken_for_compile_failure(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("compile failed (simulated)")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    step_fn = get_compiled(sgld_philox_step)
+    theta, _, grad = _flat(64, 5)
+    with pytest.raises(ValueError, match="grad"):
+        step_fn(theta, grad[:3], 0.01, 0.1, 1, 2)
+    assert step_fn.is_compiled  # the compiled path stays on for the next, valid call
+
+
+def test_env_switch_disables_compile(monkeypatch):
+    monkeypatch.setenv("HEATBATH_COMPILE", "0")
+    assert not get_compiled(sgld_philox_step).is_compiled
+
+
+@pytest.mark.slow
+def test_compiled_sgld_and_normal_large_equal_eager_any_thread_count():
+    n, off = 200_003, 1
+    theta, _, grad = _flat(n, 6)
+    step_fn = get_compiled(sgld_philox_step)
+    old = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, max(2, old)):
+            torch.set_num_threads(threads)
+            th = theta.clone()
+            step_fn(th, grad, torch.tensor(0.01), torch.tensor(0.1), torch.tensor(3),
+                    torch.tensor(7), off)
+            results.append(th)
+    finally:
+        torch.set_num_threads(old)
+    theta_e = theta.clone()
+    sgld_philox_step(theta_e, grad, 0.01, 0.1, 3, 7, off)
+    assert torch.equal(results[0], theta_e) and torch.equal(results[1], theta_e)
