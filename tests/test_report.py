@@ -193,12 +193,18 @@ def test_figures_are_real_pngs_of_the_figure_size(tmp_path: Path, plots) -> None
     one = plots.plot_decision_maps(tmp_path / "m1.png", [plots.MapPanel("sgd", xx, yy, prob)],
                                    x, y, title="one")
     three = plots.plot_decision_maps(
-        tmp_path / "m3.png", [plots.MapPanel(m, xx, yy, prob, "h=0.1") for m in "abc"], x, y)
+        tmp_path / "m3.png", [plots.MapPanel(m, xx, yy, prob, "h=0.1") for m in "abc"], x, y,
+        title="three")
     w1, h1 = _check_png(one, mimg)
     w3, h3 = _check_png(three, mimg)
-    # size in pixels = figure size in inches × DPI; panels are laid out in a row of up to 3,
-    # so three panels are three times as wide (± rounding) and as high as one
-    assert abs(w3 - 3 * w1) <= 3 and h3 == h1 and h1 >= 400
+    # panels of a fixed size in a row of up to 3: three panels are ~3x as wide as one
+    # (one colour bar and margin shared), and as high; six panels make two rows
+    assert 2.4 * w1 < w3 < 3 * w1 and h3 == h1 and h1 >= 400
+    six = plots.plot_decision_maps(
+        tmp_path / "m6.png", [plots.MapPanel(m, xx, yy, prob) for m in "abcdef"], x, y,
+        title="six")
+    w6, h6 = _check_png(six, mimg)
+    assert w6 == w3 and 1.8 * h1 < h6 < 2.2 * h1
 
     rows = [dict(method=m, seed=s, step=t, split=sp, loss=1.0 / (t + 1 + s),
                  accuracy=min(1.0, 0.5 + t / 200 + 0.01 * s))
@@ -211,7 +217,8 @@ def test_figures_are_real_pngs_of_the_figure_size(tmp_path: Path, plots) -> None
                      "biases": rng.normal(size=40)} for t in (0, 50, 100)}
              for m in ("sgd", "adlala")}
     _check_png(plots.plot_histograms(tmp_path / "h.png", snaps, title="hist"), mimg)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "h.png", "m1.png", "m3.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "h.png", "m1.png", "m3.png",
+                                                             "m6.png"]
 
 
 def test_method_colours_are_stable_and_distinct(plots) -> None:

@@ -31,6 +31,16 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# files get the mode a plain open() would give them (mkstemp's are private, 0600)
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on a clean exit move it over ``path``.
@@ -52,6 +62,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -161,7 +172,8 @@ def to_toml(data: Mapping[str, object], _prefix: str = "") -> str:
     for key, table in tables:
         name = f"{_prefix}{_toml_key(key)}"
         body = to_toml(table, name + ".")
-        out += f"\n[{name}]\n{body}"
+        # a table holding only sub-tables needs no header of its own
+        out += body if body.startswith("\n[") else f"\n[{name}]\n{body}"
     for key, items in arrays:
         name = f"{_prefix}{_toml_key(key)}"
         for item in items:

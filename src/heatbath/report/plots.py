@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,16 +122,6 @@ class MapPanel:
     subtitle: str = ""
 
 
-def _subplots(n: int, max_cols: int, w: float, h: float) -> tuple[Figure, list]:
-    cols = min(n, max_cols)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
-    flat = list(axes.ravel())
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
 def plot_decision_maps(
     path: str | os.PathLike[str],
     panels: Sequence[MapPanel],
@@ -150,7 +141,24 @@ def plot_decision_maps(
         raise ValueError("panels must not be empty")
     x = np.asarray(x)
     y = np.asarray(y).reshape(-1)
-    fig, axes = _subplots(len(panels), max_cols, 4.3, 4.5)
+    # Fixed layout in inches (square panels, room for three title lines above each, a colour
+    # bar on the right), so titles never collide whatever the number of panels.
+    n = len(panels)
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    side, gap_x, gap_y, title_h = 3.7, 0.3, 0.15, 0.75
+    left, cbar_w = 0.2, 1.15
+    top = 0.55 if title else 0.1
+    bottom = 0.4 if note else 0.15
+    fig_w = left + cols * side + (cols - 1) * gap_x + cbar_w
+    fig_h = top + rows * (title_h + side) + (rows - 1) * gap_y + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    axes = []
+    for i in range(n):
+        r, col = divmod(i, cols)
+        x0 = left + col * (side + gap_x)
+        y0 = fig_h - top - (r + 1) * (title_h + side) - r * gap_y
+        axes.append(fig.add_axes((x0 / fig_w, y0 / fig_h, side / fig_w, side / fig_h)))
     levels = np.linspace(0.0, 1.0, 21)
     mappable = None
     for ax, panel in zip(axes, panels, strict=True):
@@ -165,21 +173,22 @@ def plot_decision_maps(
                        linewidths=0.4, label=f"class {cls}", zorder=3)
         ax.set_xlim(panel.xx.min(), panel.xx.max())
         ax.set_ylim(panel.yy.min(), panel.yy.max())
-        ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
         head = panel.label if not panel.subtitle else f"{panel.label}\n{panel.subtitle}"
         ax.set_title(head, fontsize=10)
     axes[0].legend(loc="lower left", fontsize=8, framealpha=0.85, markerscale=1.5)
     if title:
-        fig.suptitle(title, fontsize=12)
-    bottom = 0.06 if note else 0.02
-    fig.tight_layout(rect=(0, bottom, 0.9, 0.95 if title else 1.0))
-    cax = fig.add_axes((0.915, 0.15, 0.018, 0.7))
+        fig.suptitle(title, fontsize=12, y=1 - 0.12 / fig_h, va="top")
+    grid_w = left + cols * side + (cols - 1) * gap_x
+    span = min(fig_h - top - bottom, 4.0)
+    cy = bottom + (fig_h - top - bottom - span) / 2
+    cax = fig.add_axes(((grid_w + 0.3) / fig_w, cy / fig_h, 0.18 / fig_w, span / fig_h))
     cb = fig.colorbar(mappable, cax=cax, ticks=[0, 0.25, 0.5, 0.75, 1])
     cb.set_label("P(class 1)")
     if note:
-        fig.text(0.01, 0.01, note, fontsize=8, color="0.3", ha="left", va="bottom")
+        fig.text(0.1 / fig_w, 0.1 / fig_h, note, fontsize=8, color="0.3", ha="left",
+                 va="bottom")
     return save_figure(fig, path)
 
 
@@ -200,6 +209,12 @@ def _curve_stats(
             mean[i] = v.mean()
             sd[i] = v.std(ddof=1) if v.size > 1 else 0.0
     return steps, mean, sd
+
+
+def _wrap(text: str, width: int = 34) -> str:
+    """Wrap a legend entry at commas/spaces so long hyperparameter lists stay in the margin."""
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False,
+                                   subsequent_indent="   "))
 
 
 def plot_curves(
@@ -225,7 +240,7 @@ def plot_curves(
     if not methods:
         raise ValueError("rows must not be empty")
     labels = labels or {}
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 5.0))
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(14, 5.2))
     nseeds = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
     for m in methods:
         color = method_color(m, methods)
@@ -238,8 +253,10 @@ def plot_curves(
                         alpha=1.0 if split == "test" else 0.8)
                 if split == "test" and nseeds[m] > 1:
                     lo, hi = (mean - sd) * scale, (mean + sd) * scale
-                    if column == "loss":
+                    if column == "loss":  # log axis: keep the band's lower edge positive
                         lo = np.maximum(lo, mean * scale * 0.05)
+                    else:  # an accuracy band stays within [0, 100] %
+                        lo, hi = np.clip(lo, 0.0, 100.0), np.clip(hi, 0.0, 100.0)
                     ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_title("Accuracy")
@@ -251,14 +268,14 @@ def plot_curves(
         ax.grid(True, alpha=0.3)
         ax.margins(x=0.01)
     handles = [Line2D([], [], color=method_color(m, methods), lw=2.5,
-                      label=f"{labels.get(m, m)}  (n={nseeds[m]})") for m in methods]
+                      label=_wrap(f"{labels.get(m, m)}  (n={nseeds[m]})")) for m in methods]
     handles += [Line2D([], [], color="0.3", ls="-", label="test (band: ± 1 sd)"),
                 Line2D([], [], color="0.3", ls="--", label="train")]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.805, 0.5), fontsize=9,
-               frameon=False)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.78, 0.5), fontsize=9,
+               frameon=False, labelspacing=0.8)
     if title:
         fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 0.8, 0.95 if title else 1.0))
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 0.775, 0.95 if title else 1.0))
     if note:
         fig.text(0.01, 0.01, note, fontsize=8, color="0.3", ha="left", va="bottom")
     return save_figure(fig, path)
@@ -277,8 +294,8 @@ def plot_histograms(
 
     ``snapshots[method][step][kind]`` is a 1-D array of values (e.g. ``kind`` = ``"weights"`` or
     ``"biases"``, pooled over layers and replicas). Rows are methods, columns kinds; in each panel
-    the histogram at each snapshot step (``bins`` bins, by default Rice's rule 2·n^(1/3) clipped
-    to [10, 80]) is a filled curve (earliest at the bottom, colour from
+    the histogram at each snapshot step (``bins`` bins, by default twice Rice's rule, 4·n^(1/3),
+    clipped to [20, 80]) is a filled curve (earliest at the bottom, colour from
     light to dark with time), scaled to the same peak height. The x-range of a column is shared
     across methods and covers the central 99.8 % of all its values, so a few outliers do not
     squash the rest.
@@ -293,15 +310,16 @@ def plot_histograms(
             for k in per_kind:
                 if k not in kinds:
                     kinds.append(k)
-    ranges: dict[str, tuple[float, float]] = {}
-    for k in kinds:
-        vals = [np.asarray(pk[k], dtype=np.float64).ravel() for m in methods
-                for pk in snapshots[m].values() if k in pk]
-        allv = np.concatenate(vals) if vals else np.zeros(1)
-        allv = allv[np.isfinite(allv)]
-        lo, hi = (np.percentile(allv, [0.1, 99.9]) if allv.size else (-1.0, 1.0))
-        pad = 0.05 * (hi - lo) if hi > lo else 1.0
-        ranges[k] = (float(lo - pad), float(hi + pad))
+    ranges: dict[tuple[str, str], tuple[float, float]] = {}
+    for m in methods:
+        for k in kinds:
+            vals = [np.asarray(pk[k], dtype=np.float64).ravel()
+                    for pk in snapshots[m].values() if k in pk]
+            allv = np.concatenate(vals) if vals else np.zeros(1)
+            allv = allv[np.isfinite(allv)]
+            lo, hi = (np.percentile(allv, [0.1, 99.9]) if allv.size else (-1.0, 1.0))
+            pad = 0.05 * (hi - lo) if hi > lo else 1.0
+            ranges[m, k] = (float(lo - pad), float(hi + pad))
     nsteps = max(len(snapshots[m]) for m in methods)
     fig, axes = plt.subplots(len(methods), len(kinds), squeeze=False,
                              figsize=(4.6 * len(kinds) + 0.6, 0.45 * nsteps + 1.3 * len(methods)))
@@ -310,9 +328,9 @@ def plot_histograms(
         steps = sorted(snapshots[m])
         for j, k in enumerate(kinds):
             ax = axes[i][j]
-            lo, hi = ranges[k]
+            lo, hi = ranges[m, k]
             sizes = [np.size(snapshots[m][s][k]) for s in steps if k in snapshots[m][s]]
-            nb = bins or int(np.clip(2.0 * max(sizes, default=1) ** (1 / 3), 10, 80))
+            nb = bins or int(np.clip(4.0 * max(sizes, default=1) ** (1 / 3), 20, 80))
             edges = np.linspace(lo, hi, nb + 1)
             centres = (edges[:-1] + edges[1:]) / 2
             for n, s in enumerate(steps):

@@ -143,8 +143,12 @@ def _fmt(st: Stat, scale: float, digits: int) -> str:
             f"[{st.min * scale:.{digits}f}, {st.max * scale:.{digits}f}]")
 
 
-def summary_markdown(summaries: Sequence[MethodSummary], title: str | None = None) -> str:
-    """A Markdown table: accuracies in %, losses to 4 decimals, as ``mean ± sd [min, max]``."""
+def summary_markdown(summaries: Sequence[MethodSummary], title: str | None = None,
+                     notes: Sequence[str] = ()) -> str:
+    """A Markdown table: accuracies in %, losses to 4 decimals, as ``mean ± sd [min, max]``.
+
+    ``notes`` are appended as a bullet list (e.g. hyperparameters, wall time, divergences).
+    """
     head = ("| method | runs | test acc % | train acc % | test loss | train loss |\n"
             "|---|---:|---|---|---|---|\n")
     body = ""
@@ -157,17 +161,19 @@ def summary_markdown(summaries: Sequence[MethodSummary], title: str | None = Non
     note = (f"\nFinal values at step {', '.join(map(str, steps))}: mean ± sample sd "
             f"[min, max] over seeds.\n")
     top = f"# {title}\n\n" if title else ""
-    return top + head + body + note
+    extra = "".join(f"- {n}\n" for n in notes)
+    return top + head + body + note + ("\n" + extra if extra else "")
 
 
 def write_summary(
     out_dir: str | os.PathLike[str],
     rows: Iterable[Mapping[str, object]],
     title: str | None = None,
+    notes: Sequence[str] = (),
 ) -> tuple[list[MethodSummary], Path, Path]:
     """Write ``summary.md`` and ``summary.csv`` into ``out_dir``; return the summaries and paths."""
     summaries = summarize(rows)
     out = Path(out_dir)
-    md = write_text(out / "summary.md", summary_markdown(summaries, title))
+    md = write_text(out / "summary.md", summary_markdown(summaries, title, notes))
     csv_path = write_csv(out / "summary.csv", summary_rows(summaries), SUMMARY_COLUMNS)
     return summaries, md, csv_path

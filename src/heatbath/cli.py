@@ -1,0 +1,409 @@
+"""The ``heatbath`` command line: ``train``, ``compare``, ``demo`` (and registered extras).
+
+Every experiment command builds one config dict (see :mod:`heatbath.report.config`), resolves and
+checks it, runs it through the training engine as batched ensembles (all seeds of a method in
+one computation) and writes ``<out>/<name>/``::
+
+    config.toml      the resolved config (every default filled in)
+    metrics.csv      long format: method, seed, step, split, loss, accuracy
+    summary.md/.csv  final test/train accuracy and loss per method: mean ± sd, min, max
+    curves.png       accuracy and loss curves, mean ± sd over seeds (paper Fig. 11/12/14)
+    decision_maps.png  classifiers on the plane, 2-D data only (Fig. 1/9)
+    histograms.png   weight and bias distributions over time (Fig. 6-8)
+
+Bad input (unknown method, dataset or key, a negative size, a malformed config) ends with one
+line ``heatbath <command>: error: ...`` naming the field, and exit status 2.
+
+Other modules add subcommands with :func:`add_subcommand` (``name``, a function that adds the
+subcommand's arguments to its ``argparse`` parser, a function that runs it and returns the exit
+status). Modules outside this file are found through the ``heatbath.subcommands`` entry-point
+group: each entry point names a module (imported; it calls :func:`add_subcommand` itself) or a
+function called with :func:`add_subcommand` as its argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from heatbath import __version__
+from heatbath.report.config import (
+    METHOD_NAMES,
+    ConfigError,
+    apply_assignments,
+    load_toml,
+    merge,
+)
+
+__all__ = ["Subcommand", "add_subcommand", "subcommands", "build_parser", "main", "UsageError"]
+
+ENTRY_POINT_GROUP = "heatbath.subcommands"
+UsageError = ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A registered subcommand: ``setup(parser)`` adds its arguments, ``run(args)`` runs it."""
+
+    name: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    help: str = ""
+    description: str = ""
+
+
+_REGISTRY: dict[str, Subcommand] = {}
+
+
+def add_subcommand(
+    name: str,
+    setup_fn: Callable[[argparse.ArgumentParser], None],
+    run_fn: Callable[[argparse.Namespace], int],
+    *,
+    help: str = "",
+    description: str = "",
+    replace: bool = False,
+) -> None:
+    """Register ``heatbath <name>``.
+
+    ``setup_fn(parser)`` adds arguments; ``run_fn(args)`` does the work and returns the exit
+    status. ``run_fn`` may raise :class:`UsageError` (= :class:`ConfigError`, a ``ValueError``)
+    for bad input: :func:`main` prints its message as one line and exits with status 2.
+    """
+    if not name or not name.replace("-", "").isalnum() or name.startswith("-"):
+        raise ValueError(f"name must be a word like 'reproduce', got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"subcommand {name!r} is already registered")
+    _REGISTRY[name] = Subcommand(name, setup_fn, run_fn, help, description)
+
+
+def subcommands() -> dict[str, Subcommand]:
+    """The registered subcommands by name (built-ins and those found through entry points)."""
+    _load_plugins()
+    return dict(_REGISTRY)
+
+
+_PLUGINS_LOADED = False
+
+
+def _load_plugins() -> None:
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        if callable(obj):
+            obj(add_subcommand)
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--config", metavar="FILE", help="TOML config; flags given here override it")
+    g.add_argument("--name", help="run name: outputs go to OUT/NAME/")
+    g.add_argument("--out", metavar="DIR", help="parent folder of runs (default: runs)")
+    g.add_argument("--steps", type=int, help="optimizer steps per run (default: 10000)")
+    g.add_argument("--subsample", type=float, metavar="PCT",
+                   help="minibatch size as %% of the training set (default: 5)")
+    g.add_argument("--seeds", type=int, metavar="N", help=f"runs per method ({seeds_default})")
+    g.add_argument("--first-seed", type=int, metavar="S", help="seeds are S, S+1, ... (default 0)")
+    g.add_argument("--eval-every", type=int, metavar="K",
+                   help="evaluate full train/test loss and accuracy every K steps "
+                        "(default: steps/100)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    d = p.add_argument_group("data and model")
+    d.add_argument("--data", metavar="NAME", help="spirals | trig | mnist (default: spirals)")
+    d.add_argument("--n-train", type=int, metavar="N", help="training points (default 500)")
+    d.add_argument("--n-test", type=int, metavar="N", help="test points (default 1000)")
+    d.add_argument("--data-seed", type=int, metavar="S", help="seed of the data (default 0)")
+    d.add_argument("--turns", type=float, metavar="B", help="spirals: number of turns b")
+    d.add_argument("--model", metavar="NAME", help="shlp | mlp (default: shlp)")
+    d.add_argument("--hidden", type=int, metavar="H", help="hidden width (default 20)")
+    d.add_argument("--init", metavar="INIT", help="torch | gaussian:<std> (default: torch)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--snapshots", type=int, metavar="K",
+                   help="parameter-histogram snapshots per run (default 4: 0, 50, 1000, 10000 "
+                        "of 10K)")
+    o.add_argument("--map-last-steps", type=int, metavar="K",
+                   help="decision map = mean classifier over the last K steps (default 10)")
+    o.add_argument("--map-replicas", choices=("first", "mean"),
+                   help="decision map of the first seed or the mean over seeds (default first)")
+    o.add_argument("--no-plots", action="store_true", help="write tables only")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
+    o.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same name from its checkpoint")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config field, e.g. --set data.c=0.1 --set adlala.gamma=10 "
+                        "(values are TOML: 1e-4, true, \"text\"); repeatable")
+
+
+_FLAG_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("name", ("name",)),
+    ("out", ("out",)),
+    ("steps", ("steps",)),
+    ("subsample", ("subsample",)),
+    ("seeds", ("seeds",)),
+    ("first_seed", ("first_seed",)),
+    ("eval_every", ("eval_every",)),
+    ("threads", ("threads",)),
+    ("data", ("data", "name")),
+    ("n_train", ("data", "n_train")),
+    ("n_test", ("data", "n_test")),
+    ("data_seed", ("data", "seed")),
+    ("turns", ("data", "turns")),
+    ("model", ("model", "name")),
+    ("hidden", ("model", "hidden")),
+    ("init", ("model", "init")),
+    ("snapshots", ("plots", "snapshots")),
+    ("map_last_steps", ("plots", "map_last_steps")),
+    ("map_replicas", ("plots", "map_replicas")),
+)
+
+
+def _set_path(cfg: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    node = cfg
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def _flags_to_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    for attr, path in _FLAG_FIELDS:
+        value = getattr(args, attr, None)
+        if value is not None:
+            _set_path(cfg, path, value)
+    if getattr(args, "no_plots", False):
+        _set_path(cfg, ("plots", "enabled"), False)
+    return cfg
+
+
+def _base_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_toml(args.config) if getattr(args, "config", None) else {}
+    return merge(cfg, _flags_to_config(args))
+
+
+# --------------------------------------------------------------------------- train
+
+# explicit flags for the hyperparameters of heatbath.optim (paper names)
+_HPARAM_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("h", float, "time step h (learning rate for sgd/adam)"),
+    ("gamma", float, "friction γ (langevin; adlala: of the Langevin layers)"),
+    ("tau", float, "temperature τ (langevin, adl)"),
+    ("tau1", float, "first-layer temperature τ₁ (adlala, lol)"),
+    ("tau2", float, "temperature τ₂ of the other layers (adlala, lol)"),
+    ("gamma1", float, "first-layer friction γ₁ (lol)"),
+    ("sigma", float, "noise amplitude σ (sgld)"),
+    ("sigma_A", float, "additive noise σ_A (adl, adlala)"),
+    ("epsilon", float, "thermostat coupling ε (adl, adlala)"),
+    ("xi0", float, "initial thermostat variable ξ₀ (adl, adlala)"),
+)
+
+
+def _setup_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("method", nargs="?", metavar="METHOD",
+                   help=f"one of {', '.join(METHOD_NAMES)} (or the single method of --config)")
+    _add_experiment_options(p, seeds_default="default 1; several seeds run as one batch")
+    h = p.add_argument_group("hyperparameters (unset ones take the demo's, paper Fig. 8, values)")
+    for name, typ, text in _HPARAM_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        h.add_argument(flag, dest=f"hp_{name}", type=typ, metavar="X", help=text)
+
+
+def _train_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = _base_config(args)
+    methods = cfg.get("methods") or {}
+    if not isinstance(methods, dict):
+        raise ConfigError(f"methods must be a table, got {methods!r}")
+    if args.method is None:
+        if len(methods) != 1:
+            raise ConfigError("give a METHOD (e.g. heatbath train adlala), or a --config with "
+                              "exactly one [methods.*] table")
+        label = next(iter(methods))
+    else:
+        label = args.method
+        if label not in METHOD_NAMES and label not in methods:
+            raise ConfigError(f"unknown method {label!r}; must be one of "
+                              f"{', '.join(METHOD_NAMES)}")
+        if methods and label not in methods:
+            if len(methods) > 1:
+                raise ConfigError(f"method {label!r} is not among the config's methods "
+                                  f"({', '.join(methods)}); train runs one method")
+            methods = {}
+        methods = {label: dict(methods.get(label) or {})}
+    cfg["methods"] = methods
+    for name, _, _ in _HPARAM_FLAGS:
+        value = getattr(args, f"hp_{name}")
+        if value is not None:
+            methods[label][name] = value
+    cfg.setdefault("name", f"train-{label}")
+    apply_assignments(cfg, args.assignments, default_section=["methods", label])
+    return cfg
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    return _run_config(_train_config(args), args, title="train")
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _setup_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", metavar="M1,M2,...",
+                   help="methods to compare (names from " + ", ".join(METHOD_NAMES) +
+                        "); with --config: a subset of its [methods.*] labels")
+    _add_experiment_options(p, seeds_default="default 1; all seeds of a method run as one batch")
+
+
+def _compare_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = _base_config(args)
+    methods = cfg.get("methods") or {}
+    if not isinstance(methods, dict):
+        raise ConfigError(f"methods must be a table, got {methods!r}")
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not wanted:
+            raise ConfigError("--methods is empty")
+        if methods:
+            missing = [m for m in wanted if m not in methods]
+            if missing:
+                raise ConfigError(f"--methods: {missing[0]!r} is not a method of the config "
+                                  f"({', '.join(methods)})")
+            methods = {m: methods[m] for m in wanted}
+        else:
+            methods = {m: {} for m in wanted}
+    if not methods:
+        raise ConfigError("nothing to compare: give --methods a,b or a --config with "
+                          "[methods.*] tables")
+    cfg["methods"] = methods
+    cfg.setdefault("name", "compare")
+    labels = set(methods)
+    routed = [f"methods.{a}" if a.split("=", 1)[0].split(".", 1)[0] in labels
+              and "." in a.split("=", 1)[0] else a for a in args.assignments]
+    apply_assignments(cfg, routed)
+    return cfg
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    return _run_config(_compare_config(args), args, title="compare")
+
+
+# --------------------------------------------------------------------------- demo
+
+DEMO_CONFIG = "demo.toml"
+QUICK_CONFIG = "demo_quick.toml"
+
+
+def config_path(name: str) -> Path:
+    """Path of a config shipped in ``heatbath/configs/``."""
+    return Path(__file__).resolve().parent / "configs" / name
+
+
+def _setup_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true",
+                   help="a seconds-long version (fewer steps and seeds) for smoke tests")
+    p.add_argument("--out", metavar="DIR", help="parent folder of runs (default: runs)")
+    p.add_argument("--name", help="run name (default: demo, or demo-quick)")
+    p.add_argument("--seeds", type=int, metavar="N", help="runs per method (default 20)")
+    p.add_argument("--steps", type=int, help="steps per run (default 10000)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-plots", action="store_true", help="write tables only")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo")
+    p.add_argument("--set", dest="assignments", action="append", default=[],
+                   metavar="KEY=VALUE", help="override any config field (see compare --help)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    cfg = load_toml(config_path(QUICK_CONFIG if args.quick else DEMO_CONFIG))
+    cfg = merge(cfg, _flags_to_config(args))
+    labels = set(cfg.get("methods", {}))
+    routed = [f"methods.{a}" if a.split("=", 1)[0].split(".", 1)[0] in labels
+              and "." in a.split("=", 1)[0] else a for a in args.assignments]
+    apply_assignments(cfg, routed)
+    return _run_config(cfg, args, title="demo")
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _run_config(cfg: dict[str, Any], args: argparse.Namespace, *, title: str) -> int:
+    from heatbath.report.runner import run_experiment  # engine and matplotlib load lazily
+
+    result = run_experiment(cfg, quiet=args.quiet, resume=args.resume)
+    if not args.quiet:
+        print(result.summary_markdown, end="")
+        print(f"\n{title}: {result.wall_s:.1f} s; outputs in {result.out_dir}/")
+        for path in result.files:
+            print(f"  {path}")
+    return 0
+
+
+add_subcommand(
+    "train", _setup_train, _run_train,
+    help="train one method (several seeds as one batch)",
+    description="Train one method on one dataset, several seeds as one batched ensemble, and "
+                "write metrics, a summary and plots to OUT/NAME/.")
+add_subcommand(
+    "compare", _setup_compare, _run_compare,
+    help="compare methods × seeds (flags or a TOML config)",
+    description="Compare several methods, each over several seeds, on one dataset and model; "
+                "from flags or a TOML config (see heatbath/configs/demo.toml).")
+add_subcommand(
+    "demo", _setup_demo, _run_demo,
+    help="AdLaLa, LOL, Langevin, SGLD, SGD, Adam on the 2-turn spiral, 20 seeds each",
+    description="The paper's spiral comparison (Fig. 8 hyperparameters): six methods, 20 seeds "
+                "each, 20-node SHLP, 500 train / 1000 test points, 5 %% subsampling, 10K steps. "
+                "Prints the table and where the plots are.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = _Parser(prog="heatbath",
+                     description="Thermodynamic training experiments (heatbath "
+                                 f"{__version__}).")
+    parser.add_argument("--version", action="version", version=f"heatbath {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for cmd in subcommands().values():
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help)
+        cmd.setup(sp)
+        sp.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``heatbath`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    prog = f"heatbath {args.command}"
+    try:
+        return int(args._run(args))
+    except ConfigError as exc:
+        msg = " ".join(str(exc).split())
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
