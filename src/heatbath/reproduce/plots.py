@@ -211,7 +211,7 @@ def plot_grouped_bars(
         ax.set_ylim(max(0.0, lo - 10), 100)
         ax.set_title(str(p.get("title", "")), fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left", ncol=2)
+        ax.legend(fontsize=7, loc="upper center", ncol=3)
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 0.95 if title else 1))
