@@ -236,6 +236,8 @@ def test_registry_adds_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
         p.add_argument("--x", type=int, default=1)
 
     def run(args):
+        if args.x < 0:
+            raise ValueError(f"x must be >= 0, got {args.x}")
         seen["x"] = args.x
         return 0
 
@@ -243,6 +245,10 @@ def test_registry_adds_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     try:
         assert "hello-test" in cli.subcommands()
         assert cli.main(["hello-test", "--x", "7"]) == 0 and seen == {"x": 7}
+        capsys.readouterr()
+        # a ValueError from a subcommand is bad input: one line, status 2, no traceback
+        assert cli.main(["hello-test", "--x", "-1"]) == 2
+        assert capsys.readouterr().err == "heatbath hello-test: error: x must be >= 0, got -1\n"
         with pytest.raises(ValueError, match="already registered"):
             cli.add_subcommand("hello-test", setup, run)
         with pytest.raises(ValueError, match="name"):

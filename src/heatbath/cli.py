@@ -16,15 +16,21 @@ line ``heatbath <command>: error: ...`` naming the field, and exit status 2.
 
 Other modules add subcommands with :func:`add_subcommand` (``name``, a function that adds the
 subcommand's arguments to its ``argparse`` parser, a function that runs it and returns the exit
-status). Modules outside this file are found through the ``heatbath.subcommands`` entry-point
-group: each entry point names a module (imported; it calls :func:`add_subcommand` itself) or a
-function called with :func:`add_subcommand` as its argument.
+status). They are found in two ways: the in-tree ``register`` functions listed in
+:data:`BUILTIN_PLUGINS` (skipped when their module is absent), and the ``heatbath.subcommands``
+entry-point group (each entry point names a module, imported so that it calls
+:func:`add_subcommand` itself, or a function called with :func:`add_subcommand`).
+
+A ``ValueError`` raised by a subcommand's run function is bad input by the house rules: it is
+printed as one line and the exit status is 2. Set ``HEATBATH_DEBUG=1`` to get the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +49,8 @@ from heatbath.report.config import (
 __all__ = ["Subcommand", "add_subcommand", "subcommands", "build_parser", "main", "UsageError"]
 
 ENTRY_POINT_GROUP = "heatbath.subcommands"
+#: in-tree subcommand modules: "module:function", the function called with add_subcommand
+BUILTIN_PLUGINS: tuple[str, ...] = ("heatbath.reproduce.cli:register",)
 UsageError = ConfigError
 
 
@@ -103,7 +111,18 @@ def _load_plugins() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
+    for ref in BUILTIN_PLUGINS:
+        module_name, _, func = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # that part of heatbath is not installed
+            raise
+        getattr(module, func)(add_subcommand)
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value in BUILTIN_PLUGINS:
+            continue
         obj = ep.load()
         if callable(obj):
             obj(add_subcommand)
@@ -396,13 +415,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"heatbath {args.command}"
     try:
         return int(args._run(args))
-    except ConfigError as exc:
+    except ValueError as exc:  # ConfigError included: bad input, one line, status 2
+        if os.environ.get("HEATBATH_DEBUG"):
+            raise
         msg = " ".join(str(exc).split())
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `heatbath ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

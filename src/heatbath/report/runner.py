@@ -84,8 +84,18 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+#: Below this many parameters in a whole ensemble (replicas × parameters per model), a run
+#: defaults to one torch thread: the kernels are too small to split, and on a busy machine each
+#: parallel region waits for a scheduler slice (measured: the quick demo took 153 s with torch's
+#: default two threads on a loaded 2-core machine, 11 s with one; same numbers either way).
+SMALL_MODEL_PARAMS = 1 << 20
+
+
 def prepare(cfg: Mapping[str, Any]) -> Prepared:
-    """Resolve ``cfg`` and build everything once; bad input raises :class:`ConfigError`."""
+    """Resolve ``cfg`` and build everything once; bad input raises :class:`ConfigError`.
+
+    An unset ``threads`` becomes 1 for small ensembles (see :data:`SMALL_MODEL_PARAMS`).
+    """
     from heatbath.data import DATASETS, make_dataset
     from heatbath.engine import MODEL_NAMES, ModelSpec, OptimSpec
 
@@ -107,6 +117,7 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
     d_in = data.input_dim
     models: dict[str, Any] = {}
     optims: dict[str, Any] = {}
+    n_params = 0
     for label, table in c["methods"].items():
         model_kw = dict(c["model"])
         if "init" in table:
@@ -129,6 +140,9 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
             raise ConfigError(f"methods.{label}: {_one_line(exc)}") from None
         models[label] = spec
         optims[label] = optim
+        n_params = max(n_params, sum(p.numel() for p in probe.parameters()))
+    if c.get("threads") is None and n_params * len(c["seeds"]) < SMALL_MODEL_PARAMS:
+        c["threads"] = 1
     return Prepared(c, data, models, optims)
 
 
