@@ -472,6 +472,7 @@ def run_charrnn(out_dir: str | os.PathLike[str], *, quick: bool = False, seed: i
         ax.set_ylabel("perplexity per character")
         ax.set_title(f"char-LSTM 3x64, {name} (cf. paper Fig. 3)")
         ax.axvline(cfg["steps"] // 2, color="k", lw=0.5, ls=":")
+        ax.set_ylim(1.0, 10.0 * corpus.vocab_size)  # a diverging run must not squash the rest
     axes[1].legend(fontsize=8)
     _save(fig, out / "charrnn_perplexity.png")
 
