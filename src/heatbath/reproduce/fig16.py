@@ -1,0 +1,125 @@
+"""Fig. 16: LOL classifiers on the 4-turn spiral for a sweep of temperatures.
+
+Caption: 200-node SHLP, LOL with friction γ₁ = 1, h = 0.8, 50,000 steps; performance increases
+with τ up to τ = 1e-5 and then decreases; the method is unusable at τ = 1e-3.
+
+Judged on the mean final test accuracy per τ: "best at 1e-5" holds when τ = 1e-5 is within two
+standard errors of the best temperature; "unusable at 1e-3" holds when its mean test accuracy is
+below 60 % (chance is 50 %) or every run stopped on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from heatbath.report.plots import plot_decision_maps
+
+from .common import (
+    Claim,
+    Context,
+    FigureOutput,
+    FigureSpec,
+    all_rows,
+    final_values,
+    make_data,
+    mean_se,
+    pct,
+    train_methods,
+    verdict_holds,
+    write_rows,
+    write_settings,
+)
+from .plots import decision_panel, plot_lines
+
+__all__ = ["FIG16", "run", "UNUSABLE"]
+
+#: mean test accuracy below which a temperature counts as "unusable" (chance is 0.5)
+UNUSABLE = 0.60
+
+FIG16 = FigureSpec(
+    key="fig16",
+    title="Fig. 16: LOL classifiers over a temperature sweep, 200-node SHLP, 4-turn spiral",
+    caption="200-node SHLP, 4-turn spiral; LOL with γ = 1, h = 0.8, 50,000 steps. Performance "
+            "increased with τ until τ = 1e-5, then decreased; unusable already at τ = 1e-3.",
+    settings={
+        "data": {"name": "spirals", "turns": 4, "n_train": 500, "n_test": 500, "seed": 0},
+        "model": {"name": "shlp", "hidden": 200},
+        "subsample": 5.0, "steps": 50_000, "runs": 2,
+        "method": {"method": "lol", "hparams": {"h": 0.8, "gamma1": 1.0}},
+        "taus": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3],
+    },
+    choices={
+        "taus": "τ ∈ {1e-7, 1e-6, 1e-5, 1e-4, 1e-3} (the caption names 1e-5 and 1e-3; the "
+                "panels' other values are not in the available text); τ₂ = τ₁ (spec §2).",
+        "data": "500 training / 500 test points, 5 % subsampling (not stated).",
+        "runs": "2 runs per τ (the paper shows one); maps show run 0.",
+        "model.init": "PyTorch's default initialisation.",
+    },
+    quick={"steps": 4000, "runs": 1},
+)
+
+
+def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
+    """One ensemble per τ; decision maps of run 0; accuracy against τ; the two claims."""
+    t0 = time.perf_counter()
+    d = ctx.fig_dir(spec.key)
+    write_settings(d, spec, cfg, ctx.quick)
+    data = make_data(cfg["data"], ctx)
+    taus = [float(t) for t in cfg["taus"]]
+    methods = {f"tau={t:.0e}": {"method": cfg["method"]["method"],
+                                "hparams": {**cfg["method"]["hparams"], "tau1": t}}
+               for t in taus}
+    steps, runs = cfg["steps"], cfg["runs"]
+    res = train_methods(ctx, data, methods, model=cfg["model"], steps=steps,
+                        seeds=range(runs), subsample=cfg["subsample"],
+                        eval_every=max(1, steps // 50), what=f"{spec.key} ")
+    rows = all_rows(res)
+    X, y = data.X_test.numpy(), data.y_test.numpy()
+    stats = {m: mean_se(final_values(rows, m)) for m in methods}
+    panels = [decision_panel(res[m], X, f"τ = {t:.0e}: test {pct(final_values(rows, m)[0])}")
+              for m, t in zip(methods, taus, strict=True)]
+    images = [plot_decision_maps(d / "decision_maps.png", panels, X, y, max_cols=3,
+                                 title=f"Fig. 16: LOL (h = 0.8, γ₁ = 1), {steps:,} steps, "
+                                       "200-node SHLP; test data shown",
+                                 note="Run 0 after the last step (a run stopped on a "
+                                      "non-finite loss shows its last finite state).").name]
+    mean = np.array([stats[m][0] for m in methods])
+    se = np.array([0.0 if math.isnan(stats[m][1]) else stats[m][1] for m in methods])
+    images.append(plot_lines(d / "accuracy_vs_tau.png", [{
+        "title": f"LOL final test accuracy against τ ({runs} run(s) each)", "xlabel": "τ",
+        "ylabel": "test accuracy (%)", "logx": True,
+        "lines": [{"x": taus, "y": 100 * mean, "band": (100 * (mean - se), 100 * (mean + se)),
+                   "label": "LOL", "marker": "o", "color": "#e6a800"}]}], width=6.0).name)
+    csvs = [write_rows(d / "metrics.csv", rows),
+            write_rows(d / "accuracy_vs_tau.csv",
+                       [{"tau": t, "test_accuracy_mean": stats[m][0],
+                         "test_accuracy_se": stats[m][1],
+                         "stopped_runs": len(res[m].diverged), "runs": runs}
+                        for m, t in zip(methods, taus, strict=True)],
+                       ("tau", "test_accuracy_mean", "test_accuracy_se", "stopped_runs",
+                        "runs"))]
+    ours = ", ".join(f"{t:.0e}: {pct(v)}" for t, v in zip(taus, mean, strict=True))
+    claims = []
+    if 1e-5 in taus:
+        k = taus.index(1e-5)
+        b = int(np.nanargmax(mean))
+        ok = mean[k] >= mean[b] - 2 * max(se[k], se[b])
+        v, why = verdict_holds(bool(ok), f"best at τ = {taus[b]:.0e}")
+        claims.append(Claim("performance increases with τ up to 1e-5, then decreases (best "
+                            "τ = 1e-5)", "best at τ = 1e-5", ours, v, why))
+    if 1e-3 in taus:
+        m = f"tau={1e-3:.0e}"
+        dead = len(res[m].diverged) == runs
+        ok = dead or mean[taus.index(1e-3)] < UNUSABLE
+        v, why = verdict_holds(bool(ok), f"mean test accuracy {pct(mean[taus.index(1e-3)])} "
+                                         f"≥ {pct(UNUSABLE, 0)}")
+        claims.append(Claim("unusable at τ = 1e-3", "unusable",
+                            f"{pct(mean[taus.index(1e-3)])}, {len(res[m].diverged)}/{runs} runs "
+                            "stopped on a non-finite loss", v, why))
+    notes = [msg for r_ in res.values() for msg in r_.messages]
+    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
+                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
