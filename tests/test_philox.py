@@ -119,7 +119,7 @@ def test_chunked_eager_path_equals_single_block_call(monkeypatch):
     n, off = 8 * nb + 21, 3  # spans three eager chunks, unaligned start
     z = philox_normal(n, 11, 2, offset=off)
     k0, k1, t0, t1 = P._key_and_step(11, 2)
-    direct = P._normal_blocks(0, (off + n + 3) // 4, k0, k1, t0, t1)[off:off + n]
+    direct = P._normal_blocks((off + n + 3) // 4, 0, (k0, k1, t0, t1))[off:off + n]
     assert torch.equal(z, direct)
 
 
@@ -299,24 +299,35 @@ def test_steps_reject_mismatched_buffers():
 
 # -------------------------------------------------------------------- compile and fallback
 def test_compiled_baoab_equals_eager_bitwise_without_recompiles():
-    """The one compile in the default suite (tens of seconds on a cold inductor cache)."""
+    """The one compile in the default suite (about 20 s of CPU on a cold inductor cache)."""
     step_fn = get_compiled(baoab_philox_step)
-    n, off = 1027, 6
-    theta, mom, grad = _flat(n, 3)
-    theta_e, mom_e = theta.clone(), mom.clone()
     seed = torch.tensor(1234)
-    for t, coef in enumerate([(-0.1, 0.05, 0.9, 0.3), (-0.2, 0.07, 0.8, 0.4)]):
+    # (n, offset, coefficients): new step, coefficients, size and alignment must all reuse
+    # the first compiled graph (dynamic shapes), and every result must equal eager bit for bit
+    calls = [(1027, 6, (-0.1, 0.05, 0.9, 0.3)), (1027, 6, (-0.2, 0.07, 0.8, 0.4)),
+             (515, 4001, (-0.3, 0.01, 0.5, 0.6))]
+    for t, (n, off, coef) in enumerate(calls):
+        theta, mom, grad = _flat(n, 3 + t)
+        theta_e, mom_e = theta.clone(), mom.clone()
         k, h, c, d = (torch.tensor(v) for v in coef)
         step = torch.tensor(t)
-        if t == 0:
+        with torch._dynamo.config.patch(error_on_recompile=t > 0):
             step_fn(theta, mom, grad, k, h, c, d, seed, step, off)
-        else:  # new step and coefficients must reuse the compiled graph
-            with torch._dynamo.config.patch(error_on_recompile=True):
-                step_fn(theta, mom, grad, k, h, c, d, seed, step, off)
         baoab_philox_step(theta_e, mom_e, grad, k, h, c, d, seed, step, off)
         assert torch.equal(theta, theta_e) and torch.equal(mom, mom_e)
     if not step_fn.is_compiled:
         pytest.skip("torch.compile unavailable here; checked the eager fallback only")
+
+
+def test_pieces_do_not_change_the_numbers(monkeypatch):
+    n, off = 1001, 3
+    theta, mom, grad = _flat(n, 7)
+    theta2, mom2 = theta.clone(), mom.clone()
+    baoab_philox_step(theta, mom, grad, -0.1, 0.05, 0.9, 0.3, 4, 5, off)
+    monkeypatch.setattr(P, "_STEP_CHUNK", 64)
+    assert len(P._pieces(n, off)) > 10
+    baoab_philox_step(theta2, mom2, grad, -0.1, 0.05, 0.9, 0.3, 4, 5, off)
+    assert torch.equal(theta, theta2) and torch.equal(mom, mom2)
 
 
 def test_compile_failure_falls_back_to_eager_once(monkeypatch):
@@ -359,8 +370,8 @@ def test_env_switch_disables_compile(monkeypatch):
 
 
 @pytest.mark.slow
-def test_compiled_sgld_and_normal_large_equal_eager_any_thread_count():
-    n, off = 200_003, 1
+def test_compiled_sgld_several_pieces_equals_eager_any_thread_count():
+    n, off = P._STEP_CHUNK + 1003, 1  # two pieces, unaligned start
     theta, _, grad = _flat(n, 6)
     step_fn = get_compiled(sgld_philox_step)
     old = torch.get_num_threads()

@@ -108,6 +108,7 @@ _ROUNDS = 10
 _MASK32 = 0xFFFFFFFF
 _MAX_INDEX = 1 << 62  # offset + n must stay below this (block index < 2**60)
 _EAGER_CHUNK_BLOCKS = 1 << 15  # eager path works in cache-sized pieces of Philox blocks
+_STEP_CHUNK = 1 << 20  # elements per piece of a fused step (4 MB float32 noise temporary)
 
 # ln 2 split so that e * _LN2_HI is exact for |e| < 2**10 (Cody–Waite)
 _LN2_HI = 0.693145751953125
@@ -248,9 +249,10 @@ def _cos_sin_turn(a: Tensor) -> tuple[Tensor, Tensor]:
     return c, s
 
 
-def _normal_blocks(b0: int, nb: int, k0: Tensor, k1: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
+def _normal_blocks(nb: int, b0: Tensor | int, keys: tuple[Tensor, ...]) -> Tensor:
     """Float32 Gaussians ``Z[4*b0 : 4*(b0+nb)]`` (layout in the module docstring)."""
-    b = torch.arange(b0, b0 + nb, dtype=torch.int64, device=k0.device)
+    k0, k1, t0, t1 = keys
+    b = torch.arange(nb, dtype=torch.int64, device=k0.device) + b0
     w = _philox_words(b & _MASK32, b >> 32, t0, t1, k0, k1)
     a = [(x >> 8).to(torch.int32) for x in w]
     rho0 = _sqrt_heron(_neg2log_unit(a[0]))
@@ -258,6 +260,17 @@ def _normal_blocks(b0: int, nb: int, k0: Tensor, k1: Tensor, t0: Tensor, t1: Ten
     c1, s1 = _cos_sin_turn(a[1])
     c3, s3 = _cos_sin_turn(a[3])
     return torch.stack((rho0 * c1, rho0 * s1, rho2 * c3, rho2 * s3), dim=1).view(-1)
+
+
+def _normals(n: int, lead: int, b0: Tensor | int, keys: tuple[Tensor, ...]) -> Tensor:
+    """Float32 ``Z[4*b0 + lead : 4*b0 + lead + n]``; eager works in cache-sized block chunks."""
+    nb = (lead + n + 3) // 4
+    if torch.compiler.is_compiling() or nb <= _EAGER_CHUNK_BLOCKS:
+        z = _normal_blocks(nb, b0, keys)
+    else:
+        z = torch.cat([_normal_blocks(min(_EAGER_CHUNK_BLOCKS, nb - j), b0 + j, keys)
+                       for j in range(0, nb, _EAGER_CHUNK_BLOCKS)])
+    return z[lead:lead + n]
 
 
 def _as_u64_tensor(name: str, x: Tensor | int) -> Tensor:
@@ -270,25 +283,10 @@ def _as_u64_tensor(name: str, x: Tensor | int) -> Tensor:
 
 
 def _key_and_step(seed: Tensor | int, step: Tensor | int) -> tuple[Tensor, ...]:
+    """Key words (k0, k1) from the seed and counter words (c2, c3) from the step."""
     s = _as_u64_tensor("seed", seed)
     t = _as_u64_tensor("step", step)
     return s & _MASK32, (s >> 32) & _MASK32, t & _MASK32, (t >> 32) & _MASK32
-
-
-def _noise(n: int, seed: Tensor | int, step: Tensor | int, offset: int) -> Tensor:
-    """Float32 ``Z[offset : offset + n]``; eager runs in cache-sized chunks of blocks."""
-    k0, k1, t0, t1 = _key_and_step(seed, step)
-    b0 = offset // 4
-    nb = (offset + n + 3) // 4 - b0
-    lead = offset - 4 * b0
-    if torch.compiler.is_compiling() or nb <= _EAGER_CHUNK_BLOCKS:
-        z = _normal_blocks(b0, nb, k0, k1, t0, t1)
-    else:
-        z = torch.cat([
-            _normal_blocks(b, min(_EAGER_CHUNK_BLOCKS, b0 + nb - b), k0, k1, t0, t1)
-            for b in range(b0, b0 + nb, _EAGER_CHUNK_BLOCKS)
-        ])
-    return z[lead:lead + n]
 
 
 def _check_range(n: int, offset: int) -> None:
@@ -322,7 +320,7 @@ def philox_normal(
     _check_range(n, offset)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    z = _noise(n, seed, step, offset)
+    z = _normals(n, offset % 4, offset // 4, _key_and_step(seed, step))
     return z if dtype == torch.float32 else z.to(dtype)
 
 
@@ -349,6 +347,38 @@ def _scalar(x: ScalarLike, dtype: torch.dtype) -> Tensor:
     return torch.tensor(x, dtype=dtype)
 
 
+def _pieces(n: int, offset: int) -> list[tuple[int, int, Tensor, int]]:
+    """Split ``[0, n)`` into pieces of at most ``_STEP_CHUNK`` elements whose global starts
+    after the first are multiples of 4: ``(start, stop, first block, lead)``. Pieces keep the
+    noise temporary cache-sized and avoid re-faulting a fresh multi-MB buffer every step."""
+    out = []
+    i = 0
+    while i < n:
+        g = offset + i
+        stop = min(n, i + _STEP_CHUNK - g % 4)
+        out.append((i, stop, torch.tensor(g // 4, dtype=torch.int64), g % 4))
+        i = stop
+    return out
+
+
+def _baoab_kernel(theta: Tensor, mom: Tensor, grad: Tensor, kick: Tensor, half_h: Tensor,
+                  c: Tensor, d: Tensor, k0: Tensor, k1: Tensor, t0: Tensor, t1: Tensor,
+                  b0: Tensor, lead: int) -> None:
+    """BAOAB on one piece (the unit ``get_compiled`` compiles, with dynamic shapes)."""
+    r = _normals(theta.shape[0], lead, b0, (k0, k1, t0, t1)).to(theta.dtype)
+    mom.add_(kick * grad)
+    theta.add_(half_h * mom)
+    mom.mul_(c).add_(d * r)
+    theta.add_(half_h * mom)
+
+
+def _sgld_kernel(theta: Tensor, grad: Tensor, h: Tensor, noise_scale: Tensor, k0: Tensor,
+                 k1: Tensor, t0: Tensor, t1: Tensor, b0: Tensor, lead: int) -> None:
+    """SGLD on one piece (the unit ``get_compiled`` compiles, with dynamic shapes)."""
+    r = _normals(theta.shape[0], lead, b0, (k0, k1, t0, t1)).to(theta.dtype)
+    theta.add_(noise_scale * r - h * grad)
+
+
 def baoab_philox_step(
     theta: Tensor,
     mom: Tensor,
@@ -360,6 +390,8 @@ def baoab_philox_step(
     seed: Tensor | int,
     step: Tensor | int,
     offset: int = 0,
+    *,
+    kernel: Callable[..., None] | None = None,
 ) -> None:
     r"""One merged-kick BAOAB step on flat buffers, in place, with Philox noise.
 
@@ -373,23 +405,24 @@ def baoab_philox_step(
     with :math:`R_i = Z(\mathrm{seed}, \mathrm{step}, \mathrm{offset} + i)`
     (``philox_normal``). For Langevin BAOAB :math:`\kappa = -h` (merged B-kicks, ``grad`` is
     :math:`\nabla L`), :math:`c = e^{-\gamma h}`, :math:`d = \sqrt{\tau(1 - c^2)}`; the caller
-    chooses them, this kernel only applies them. Each operation is rounded as written (products,
-    then sums; no FMA), identically eager and compiled.
+    chooses them, this function only applies them. Each operation is rounded as written
+    (products, then sums; no FMA), identically eager and compiled.
 
-    ``theta``, ``mom``, ``grad``: contiguous 1-D tensors of one floating dtype; the
-    coefficients are 0-d tensors (or floats) cast to that dtype. Under ``get_compiled`` pass
-    ``kick, half_h, c, d, step`` as 0-d tensors so that changing them never recompiles;
-    ``offset`` and the size are compile-time constants.
+    ``theta``, ``mom``, ``grad``: contiguous 1-D tensors of one floating dtype; ``kick, half_h,
+    c, d``: 0-d tensors or floats, cast to that dtype; ``seed``, ``step``: ints or 0-d int64
+    tensors; ``offset``: global index of element 0. Work is done in pieces of
+    ``_STEP_CHUNK`` elements by ``kernel`` (default: eager); ``get_compiled(baoab_philox_step)``
+    supplies the compiled kernel, compiled once with dynamic shapes, so new sizes, offsets,
+    steps and coefficients do not recompile.
     """
     _check_flat(theta, mom=mom, grad=grad)
     _check_range(theta.numel(), offset)
     dt = theta.dtype
-    kick, half_h, c, d = (_scalar(v, dt) for v in (kick, half_h, c, d))
-    r = _noise(theta.numel(), seed, step, offset).to(dt)
-    mom.add_(kick * grad)
-    theta.add_(half_h * mom)
-    mom.mul_(c).add_(d * r)
-    theta.add_(half_h * mom)
+    coef = [_scalar(v, dt) for v in (kick, half_h, c, d)]
+    keys = _key_and_step(seed, step)
+    run = _baoab_kernel if kernel is None else kernel
+    for i, j, b0, lead in _pieces(theta.numel(), offset):
+        run(theta[i:j], mom[i:j], grad[i:j], *coef, *keys, b0, lead)
 
 
 def sgld_philox_step(
@@ -400,6 +433,8 @@ def sgld_philox_step(
     seed: Tensor | int,
     step: Tensor | int,
     offset: int = 0,
+    *,
+    kernel: Callable[..., None] | None = None,
 ) -> None:
     r"""One SGLD (Euler–Maruyama) step on a flat buffer, in place, with Philox noise:
 
@@ -412,9 +447,17 @@ def sgld_philox_step(
     _check_flat(theta, grad=grad)
     _check_range(theta.numel(), offset)
     dt = theta.dtype
-    h, noise_scale = _scalar(h, dt), _scalar(noise_scale, dt)
-    r = _noise(theta.numel(), seed, step, offset).to(dt)
-    theta.add_(noise_scale * r - h * grad)
+    coef = [_scalar(v, dt) for v in (h, noise_scale)]
+    keys = _key_and_step(seed, step)
+    run = _sgld_kernel if kernel is None else kernel
+    for i, j, b0, lead in _pieces(theta.numel(), offset):
+        run(theta[i:j], grad[i:j], *coef, *keys, b0, lead)
+
+
+_KERNELS: dict[Callable[..., Any], Callable[..., None]] = {
+    baoab_philox_step: _baoab_kernel,
+    sgld_philox_step: _sgld_kernel,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,20 +469,21 @@ _warned: set[str] = set()
 def _warn_once(key: str, msg: str) -> None:
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
 
 
 class _CompiledOrEager:
-    """Calls ``torch.compile(fn)``; if the first compiled call fails while the eager call with
-    the same arguments succeeds (no C++ compiler, unsupported platform ...), warns once and uses
-    the eager function from then on. Both paths give the same numbers."""
+    """Calls the compiled ``fn``; if the first compiled call fails while the eager call with the
+    same arguments succeeds (no C++ compiler, unsupported platform ...), warns once and uses the
+    eager function from then on. Both paths give the same numbers. A compile error is raised
+    before the compiled code touches its arguments, so the eager retry starts from clean state.
+    """
 
     def __init__(self, fn: Callable[..., Any], compiled: Callable[..., Any] | None) -> None:
         self.fn = fn
         self._compiled = compiled
         self._verified = False
         self.__name__ = getattr(fn, "__name__", "fn")
-        self.__doc__ = fn.__doc__
 
     @property
     def is_compiled(self) -> bool:
@@ -456,29 +500,59 @@ class _CompiledOrEager:
         except Exception as err:  # compile-time failure: decide by retrying eagerly
             out = self.fn(*args, **kwargs)  # a genuine user error raises here, unchanged
             self._compiled = None
+            first = str(err).splitlines()[0] if str(err) else ""
             _warn_once(f"fallback:{self.__name__}",
                        f"heatbath: torch.compile of {self.__name__} failed "
-                       f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                       "using the eager version (same numbers, slower).")
+                       f"({type(err).__name__}: {first}); using the eager version "
+                       "(same numbers, slower).")
             return out
         self._verified = True
         return out
 
 
-def get_compiled(fn: Callable[..., Any]) -> _CompiledOrEager:
-    """``torch.compile(fn, fullgraph=True, dynamic=False)`` with a permanent eager fallback.
+class _StepWithKernel:
+    """A step function bound to a (compiled or eager) piece kernel."""
 
-    Falls back (with a one-time ``RuntimeWarning``) when ``torch.compile`` is unavailable, when
-    the environment variable ``HEATBATH_COMPILE=0`` is set, or when the first call fails to
-    compile. Each new size, dtype or ``offset`` compiles once (tens of seconds for the Philox
-    graph; inductor caches on disk across processes).
-    """
+    def __init__(self, step_fn: Callable[..., Any], kernel: _CompiledOrEager) -> None:
+        self.step_fn = step_fn
+        self.kernel = kernel
+        self.__name__ = step_fn.__name__
+        self.__doc__ = step_fn.__doc__
+
+    @property
+    def is_compiled(self) -> bool:
+        """True while the compiled kernel is in use."""
+        return self.kernel.is_compiled
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.step_fn(*args, kernel=self.kernel, **kwargs)
+
+
+def _try_compile(fn: Callable[..., Any], dynamic: bool) -> Callable[..., Any] | None:
     if os.environ.get("HEATBATH_COMPILE", "1") == "0":
-        return _CompiledOrEager(fn, None)
+        return None
     try:
-        compiled = torch.compile(fn, fullgraph=True, dynamic=False)
+        return torch.compile(fn, fullgraph=True, dynamic=dynamic)
     except Exception as err:  # e.g. dynamo unsupported on this Python
         _warn_once("compile-unavailable",
                    f"heatbath: torch.compile unavailable ({type(err).__name__}); using eager.")
-        return _CompiledOrEager(fn, None)
-    return _CompiledOrEager(fn, compiled)
+        return None
+
+
+def get_compiled(fn: Callable[..., Any]) -> _CompiledOrEager | _StepWithKernel:
+    """Compiled version of ``fn`` with a permanent eager fallback (same numbers either way).
+
+    For :func:`baoab_philox_step` and :func:`sgld_philox_step` the per-piece kernel is compiled
+    (``fullgraph=True, dynamic=True``: one compile serves every size, offset, step and
+    coefficient; a new dtype or thread count recompiles) and the returned callable has the
+    step's signature. Any other ``fn`` gets ``torch.compile(fn, fullgraph=True,
+    dynamic=False)``. Falls back to eager, with a one-time ``RuntimeWarning``, when
+    ``torch.compile`` is unavailable or the first call fails to compile; the environment
+    variable ``HEATBATH_COMPILE=0`` forces eager. The result has ``.is_compiled``.
+    The first call compiles: about 20 s of CPU for the Philox graph (inductor's on-disk cache
+    makes later processes fast).
+    """
+    kernel = _KERNELS.get(fn)
+    if kernel is not None:
+        return _StepWithKernel(fn, _CompiledOrEager(kernel, _try_compile(kernel, True)))
+    return _CompiledOrEager(fn, _try_compile(fn, False))
