@@ -142,6 +142,7 @@ class FigureOutput:
     settings: dict[str, Any]
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -164,8 +165,11 @@ class Context:
     steps: int | None = None
     runs: int | None = None
     verbose: bool = True
-    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr,
-                                                                flush=True))
+    log: Callable[[str], None] = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = _stderr
 
     def fig_dir(self, key: str) -> Path:
         d = self.out / key
@@ -178,6 +182,11 @@ class Context:
 
 
 # --------------------------------------------------------------------------- building blocks
+
+
+def _stderr(msg: str) -> None:
+    """Progress lines go to stderr (a module-level function: a Context must pickle)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 def make_data(d: Mapping[str, Any], ctx: Context) -> Dataset:
