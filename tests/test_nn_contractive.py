@@ -105,7 +105,7 @@ def test_clamp_holds_after_every_optimiser_step(conv):
         y = (x[:, 0] * x[:, 1] > 0).long()
         opt = torch.optim.SGD(net.parameters(), lr=0.5)
     clamped = 0
-    for _ in range(25):
+    for _ in range(15):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         for blk in blocks:
