@@ -1,0 +1,173 @@
+"""Tests for ``heatbath reproduce``: figure keys, settings, verdicts, Fig. 3's line, end to end.
+
+The end-to-end tests run real figures with tiny caps (a few dozen steps, two runs), so they
+check the plumbing (files, report rows, CSV contents against the engine's metrics), not the
+paper's numbers; ``test_all_quick`` (slow) runs every figure in ``--quick`` mode.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from heatbath.reproduce import FIGURES, figure_spec, main_reproduce, parse_keys, register
+from heatbath.reproduce.common import (
+    Claim,
+    FigureSpec,
+    final_values,
+    verdict_mean,
+    verdict_single,
+)
+from heatbath.reproduce.fig03 import barrier_height, interpolate_loss
+from heatbath.reproduce.fig06_08 import headline_claims
+
+
+def test_parse_keys() -> None:
+    assert parse_keys(["all"]) == list(FIGURES)
+    assert parse_keys(["8", "fig1"]) == ["fig8", "fig1"]
+    assert parse_keys(["fig6-8", "fig7"]) == ["fig6", "fig7", "fig8"]
+    for bad in (["fig2"], ["fig17"], ["spiral"], ["fig"]):
+        with pytest.raises(ValueError, match="figure must be one of"):
+            parse_keys(bad)
+
+
+def test_every_figure_has_a_spec_with_choices_and_quick_mode() -> None:
+    for key in FIGURES:
+        spec, mod = figure_spec(key)
+        assert spec.key == key and callable(mod.run)
+        assert spec.choices, f"{key}: the caption's gaps must be recorded"
+        full, quick = spec.resolve(False), spec.resolve(True)
+        # quick mode never trains longer or with more runs than the full figure
+        for k in ("steps", "runs"):
+            if k in full:
+                assert quick[k] <= full[k], (key, k)
+
+
+def test_resolve_caps_rescale_steps_and_cap_runs() -> None:
+    spec = FigureSpec("figx", "t", "c", {"steps": 1000, "runs": 50, "snapshot_steps": [0, 500,
+                                                                                       1000]},
+                      quick={"runs": 5})
+    cfg = spec.resolve(True, steps=100, runs=3)
+    assert cfg["steps"] == 100 and cfg["runs"] == 3
+    assert cfg["snapshot_steps"] == [1, 50, 100]  # rescaled by 100/1000, at least step 1
+    assert spec.resolve(False)["runs"] == 50  # the spec itself is unchanged
+
+
+def test_verdict_mean_band() -> None:
+    # 100 values with sd 0.1 -> SE = 0.01; band = 2*sqrt(2)*0.01 + 0.005 = 0.0333
+    rng = np.random.default_rng(0)
+    v = rng.normal(0.0, 1.0, 100)
+    v = 0.8 + 0.1 * (v - v.mean()) / v.std(ddof=1)
+    assert verdict_mean(0.8 + 0.030, v)[1] == "reproduced"
+    assert verdict_mean(0.8 - 0.036, v)[1] == "differs"
+
+
+def test_verdict_single_range() -> None:
+    ours = np.array([0.60, 0.70, 0.90])
+    assert verdict_single(0.905, ours)[1] == "reproduced"  # within the 0.5 pp rounding
+    assert verdict_single(0.95, ours)[1] == "differs"
+    assert "better than all of ours" in verdict_single(0.95, ours)[2]
+    with pytest.raises(ValueError, match="verdict"):
+        Claim("c", "p", "o", "maybe")
+
+
+def test_headline_claims_logic() -> None:
+    base = {"sgd": np.full(10, 0.79), "adam": np.full(10, 0.84), "sgld": np.full(10, 0.78)}
+    good = headline_claims({**base, "adlala": np.full(10, 0.93)}, 10_000)
+    assert [c.verdict for c in good] == ["reproduced"] * 4
+    bad = headline_claims({**base, "adlala": np.full(10, 0.82)}, 10_000)
+    assert [c.verdict for c in bad] == ["not reproduced", "reproduced", "not reproduced",
+                                        "reproduced"]
+
+
+def test_barrier_height() -> None:
+    alphas = list(np.linspace(-0.5, 1.5, 41))
+    convex = np.array([[(a - 0.5) ** 2] for a in alphas])
+    assert barrier_height(alphas, convex)[0] == 0.0  # the middle lies below the ends
+    bump = np.array([[1.0 + 0.3 * math.exp(-((a - 0.5) / 0.1) ** 2)] for a in alphas])
+    assert barrier_height(alphas, bump)[0] == pytest.approx(0.3, abs=1e-9)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_fig4_and_fig8_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "paper"
+    rc = main_reproduce(["fig8", "fig4", "--quick", "--steps", "40", "--runs", "2", "--out",
+                         str(out), "--quiet"])
+    assert rc == 0
+    for key, pngs in (("fig8", ("histograms.png", "final_accuracy.png", "curves.png")),
+                      ("fig4", ("decision_maps.png", "final_accuracy.png"))):
+        for png in pngs:
+            assert (out / key / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / key / "config.toml").exists()
+    report = (out / "REPORT.md").read_text(encoding="utf-8")
+    result = json.loads((out / "fig8" / "result.json").read_text(encoding="utf-8"))
+    # every claim of the figure is a row of the summary table
+    for c in result["claims"]:
+        assert c["claim"] in report
+    assert "![fig8 histograms.png](fig8/histograms.png)" in report
+    assert "Shortened runs" in report
+    # the final-accuracy CSV holds exactly each run's last test accuracy from metrics.csv
+    metrics = [{**r, "step": int(r["step"]), "seed": int(r["seed"]),
+                "accuracy": float(r["accuracy"])} for r in _rows(out / "fig8" / "metrics.csv")]
+    finals = _rows(out / "fig8" / "final_accuracy.csv")
+    assert len(finals) == 5 * 2
+    for r in finals:
+        want = final_values([m for m in metrics if m["seed"] == int(r["seed"])], r["method"])
+        assert float(r["test_accuracy"]) == pytest.approx(float(want[0]))
+    assert all(m["step"] <= 40 for m in metrics)
+
+
+def test_fig3_line_ends_are_the_trained_minima(tmp_path: Path) -> None:
+    """θ(0) and θ(1) are the two trained models: their losses equal the engine's evaluation."""
+    from heatbath.reproduce.common import Context, make_data, train_methods
+
+    spec, _ = figure_spec("fig3")
+    c = spec.resolve(True)["spiral"]
+    ctx = Context(out=tmp_path, verbose=False)
+    data = make_data(c["data"], ctx)
+    res = train_methods(ctx, data, c["methods"], model=c["model"], steps=30, seeds=[3, 4],
+                        subsample=c["subsample"], eval_steps=[30])
+    loss = interpolate_loss(res["adam"], res["adlala"], data.X_train, data.y_train, [0.0, 1.0])
+    for i, m in enumerate(("adam", "adlala")):
+        want = final_values(res[m].rows, m, "train", "loss")
+        np.testing.assert_allclose(loss[i], want, rtol=1e-5)
+    # and the two end points differ (the optimizers moved differently from the same init)
+    assert not torch.equal(res["adam"].model.layers[0].weight, res["adlala"].model.layers[0].weight)
+
+
+def test_cli_registration_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from heatbath import cli
+
+    if "reproduce" not in cli.subcommands():
+        register(cli.add_subcommand)
+    assert cli.main(["reproduce", "--list"]) == 0
+    assert "fig16" in capsys.readouterr().out
+    assert cli.main(["reproduce", "fig2"]) == 2
+    assert "figure must be one of" in capsys.readouterr().err
+    assert main_reproduce(["fig8", "--threads", "0"]) == 2
+    assert "threads" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_all_quick(tmp_path: Path) -> None:
+    """``heatbath reproduce all --quick``: every figure, one report (about 5-8 min on 2 cores)."""
+    out = tmp_path / "paper"
+    assert main_reproduce(["all", "--quick", "--jobs", "2", "--out", str(out), "--quiet"]) == 0
+    report = (out / "REPORT.md").read_text(encoding="utf-8")
+    for key in FIGURES:
+        spec, _ = figure_spec(key)
+        assert f"## {spec.title}" in report
+        result = json.loads((out / key / "result.json").read_text(encoding="utf-8"))
+        assert result["images"] and result["csvs"] and result["claims"]
+        for img in result["images"]:
+            assert (out / key / img).stat().st_size > 1000
