@@ -158,7 +158,7 @@ def plot_heatmap(
 ) -> Path:
     """``values[i, j]`` (row i = y tick i, column j = x tick j) as coloured cells with numbers."""
     v = np.asarray(values, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(1.0 * len(xticks) + 3.0, 0.8 * len(yticks) + 2.0))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(xticks) + 3.5), 0.8 * len(yticks) + 2.2))
     im = ax.imshow(v, cmap="viridis", origin="lower", aspect="auto")
     finite = v[np.isfinite(v)]
     mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
