@@ -160,6 +160,7 @@ BAD_INPUTS = [
     (["train", "sgd", "--steps", "ten"], "--steps"),
     (["train", "sgd", "--subsample", "150"], "subsample must"),
     (["train", "sgd", "--seeds", "-1"], "seeds must"),
+    (["train", "sgd", "--workers", "-2"], "workers must"),
     (["train", "sgd", "--hidden", "0"], "hidden must"),
     (["train", "sgd", "--init", "uniform"], "init must"),
     (["train", "sgd", "--h", "-0.1"], "h must be"),
@@ -258,21 +259,29 @@ def test_registry_adds_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"train", "compare", "demo"} <= set(cli.subcommands())
 
 
-def test_demo_quick_runs_all_six_methods(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_quick_runs_all_six_methods_in_parallel_workers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``demo --quick`` end to end in two worker processes; the same config rerun in one
+    process (from the run's own resolved config.toml) gives exactly the same metrics."""
     code, stdout, err = run_cli(["demo", "--quick", "--out", str(tmp_path), "--steps", "30",
-                                 "--seeds", "2", "--set", "eval_every=10",
+                                 "--workers", "2", "--seeds", "2", "--set", "eval_every=10",
                                  "--set", "plots.snapshots=[0, 30]"], capsys)
     assert code == 0, err
     for m in ("adlala", "lol", "langevin", "sgld", "sgd", "adam"):
         assert f"| {m} | 2 |" in stdout
     run = tmp_path / "demo-quick"
-    assert "plots" in stdout.lower() or str(run) in stdout
+    assert str(run) in stdout
     for name in ("curves.png", "decision_maps.png", "histograms.png"):
         png_size(run / name)
-    # six map panels: 3 columns × 2 rows
     w, h = png_size(run / "decision_maps.png")
-    assert w < 2 * h
+    assert w < 2 * h  # six map panels: 3 columns × 2 rows
+
+    code, _, err = run_cli(["compare", "--config", str(run / "config.toml"), "--name", "seq",
+                            "--workers", "1", "--no-plots", "--quiet"], capsys)
+    assert code == 0, err
+    seq = (tmp_path / "seq" / "metrics.csv").read_text()
+    assert seq == (run / "metrics.csv").read_text()
+    assert seq.count("\n") == 1 + 6 * 2 * 4 * 2  # methods × seeds × evaluations × splits
 
 
 ADLALA_VS_ADAM = """

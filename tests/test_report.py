@@ -227,3 +227,25 @@ def test_method_colours_are_stable_and_distinct(plots) -> None:
     assert len(set(colours)) == len(order)
     assert plots.method_color("adlala", []) == plots.method_color("adlala", order)
     assert plots.method_color("adlala_g10", ["adam"]) == plots.method_color("adlala")
+
+
+# ---------------------------------------------------------------- config helpers
+
+
+def test_snapshot_schedule_and_assignments() -> None:
+    from heatbath.report.config import ConfigError, apply_assignments, snapshot_steps
+
+    # the paper's Fig. 6-7 steps for a 10K run, with the initialisation
+    assert snapshot_steps(4, 10_000) == [0, 50, 1000, 10_000]
+    for k, steps in ((5, 10_000), (3, 7), (6, 300)):
+        s = snapshot_steps(k, steps)
+        assert s[0] == 0 and s[-1] == steps and s == sorted(set(s)) and len(s) <= k
+    cfg: dict = {"methods": {"adlala": {}}}
+    apply_assignments(cfg, ["gamma=10", "steps=5", "data.turns=4", "init=gaussian:0.01",
+                            "plots.snapshots=[0, 5]"], default_section=["methods", "adlala"])
+    assert cfg == {"methods": {"adlala": {"gamma": 10, "init": "gaussian:0.01"}}, "steps": 5,
+                   "data": {"turns": 4}, "plots": {"snapshots": [0, 5]}}
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_assignments(cfg, ["steps"])
+    with pytest.raises(ConfigError, match="not a table"):
+        apply_assignments(cfg, ["steps.x=1"])

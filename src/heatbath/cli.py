@@ -131,7 +131,8 @@ def _load_plugins() -> None:
 # --------------------------------------------------------------------------- shared options
 
 
-def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str) -> None:
+def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str,
+                            set_example: str) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE", help="TOML config; flags given here override it")
     g.add_argument("--name", help="run name: outputs go to OUT/NAME/")
@@ -144,7 +145,11 @@ def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str) -
     g.add_argument("--eval-every", type=int, metavar="K",
                    help="evaluate full train/test loss and accuracy every K steps "
                         "(default: steps/100)")
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--threads", type=int,
+                   help="torch threads per process (default: 1 for small models)")
+    g.add_argument("--workers", type=int, metavar="W",
+                   help="train W methods at once in separate processes; 0: one per CPU core "
+                        "(default 1)")
     d = p.add_argument_group("data and model")
     d.add_argument("--data", metavar="NAME", help="spirals | trig | mnist (default: spirals)")
     d.add_argument("--n-train", type=int, metavar="N", help="training points (default 500)")
@@ -167,8 +172,8 @@ def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str) -
     o.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same name from its checkpoint")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config field, e.g. --set data.c=0.1 --set adlala.gamma=10 "
-                        "(values are TOML: 1e-4, true, \"text\"); repeatable")
+                   help=f"set any config field, e.g. {set_example} (values are TOML: 1e-4, "
+                        "true, \"text\"); repeatable")
 
 
 _FLAG_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -180,6 +185,7 @@ _FLAG_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("first_seed", ("first_seed",)),
     ("eval_every", ("eval_every",)),
     ("threads", ("threads",)),
+    ("workers", ("workers",)),
     ("data", ("data", "name")),
     ("n_train", ("data", "n_train")),
     ("n_test", ("data", "n_test")),
@@ -237,7 +243,9 @@ _HPARAM_FLAGS: tuple[tuple[str, type, str], ...] = (
 def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", nargs="?", metavar="METHOD",
                    help=f"one of {', '.join(METHOD_NAMES)} (or the single method of --config)")
-    _add_experiment_options(p, seeds_default="default 1; several seeds run as one batch")
+    _add_experiment_options(p, seeds_default="default 1; several seeds run as one batch",
+                            set_example="--set gamma=0.5 --set data.c=0.1 (a bare name is "
+                                        "a hyperparameter)")
     h = p.add_argument_group("hyperparameters (unset ones take the demo's, paper Fig. 8, values)")
     for name, typ, text in _HPARAM_FLAGS:
         flag = "--" + name.replace("_", "-")
@@ -286,7 +294,8 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", metavar="M1,M2,...",
                    help="methods to compare (names from " + ", ".join(METHOD_NAMES) +
                         "); with --config: a subset of its [methods.*] labels")
-    _add_experiment_options(p, seeds_default="default 1; all seeds of a method run as one batch")
+    _add_experiment_options(p, seeds_default="default 1; all seeds of a method run as one batch",
+                            set_example="--set adlala.gamma=10 --set data.c=0.1")
 
 
 def _compare_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -340,7 +349,10 @@ def _setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name (default: demo, or demo-quick)")
     p.add_argument("--seeds", type=int, metavar="N", help="runs per method (default 20)")
     p.add_argument("--steps", type=int, help="steps per run (default 10000)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch threads per process (default 1)")
+    p.add_argument("--workers", type=int, metavar="W",
+                   help="methods trained at once, in separate processes (default 0: one per "
+                        "CPU core)")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo")
@@ -387,18 +399,19 @@ add_subcommand(
     "demo", _setup_demo, _run_demo,
     help="AdLaLa, LOL, Langevin, SGLD, SGD, Adam on the 2-turn spiral, 20 seeds each",
     description="The paper's spiral comparison (Fig. 8 hyperparameters): six methods, 20 seeds "
-                "each, 20-node SHLP, 500 train / 1000 test points, 5 %% subsampling, 10K steps. "
+                "each, 20-node SHLP, 500 train / 1000 test points, 5 % subsampling, 10K steps. "
                 "Prints the table and where the plots are.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every registered subcommand."""
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand (``plugins=False``: built-ins and
+    those registered so far, without importing plugin modules)."""
     parser = _Parser(prog="heatbath",
                      description="Thermodynamic training experiments (heatbath "
                                  f"{__version__}).")
     parser.add_argument("--version", action="version", version=f"heatbath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for cmd in subcommands().values():
+    for cmd in (subcommands() if plugins else dict(_REGISTRY)).values():
         sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help)
         cmd.setup(sp)
         sp.set_defaults(_run=cmd.run)
@@ -407,7 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heatbath`` command; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # plugin modules import heavy dependencies: load them only when the command is not a
+    # built-in one (or for the top-level help)
+    parser = build_parser(plugins=not (argv and argv[0] in _REGISTRY))
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()

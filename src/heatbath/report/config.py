@@ -11,6 +11,8 @@ built-in defaults ← config file ← explicit flags ← ``--set key=value``. La
     seeds = 20               # a count (seeds first_seed, first_seed+1, ...) or a list of seeds
     first_seed = 0
     eval_every = 100         # evaluate full train and test loss/accuracy every this many steps
+    threads = 1              # torch threads per training process (default: 1 for small models)
+    workers = 1              # methods trained at once, in separate processes (0: one per core)
     [data]                   # heatbath.data.make_dataset: name, n_train, n_test, seed, params
     name = "spirals"
     turns = 2
@@ -20,6 +22,7 @@ built-in defaults ← config file ← explicit flags ← ``--set key=value``. La
     [plots]
     enabled = true
     snapshots = 4            # histogram snapshot steps: a count (spread over the run) or a list
+                             # (steps beyond the run are dropped)
     map_last_steps = 10      # decision map averaged over the classifiers of the last k steps
     map_replicas = "first"   # "first": seed first_seed's classifier; "mean": mean over seeds
     [methods.adlala]         # one table per compared method; the table name is its label
@@ -102,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
     "plots": {"enabled": True, "snapshots": 4, "map_last_steps": 10, "map_replicas": "first"},
     "methods": {},
 }
-_TOP_KEYS = set(DEFAULTS) | {"title", "description", "threads", "checkpoint_every"}
+_TOP_KEYS = set(DEFAULTS) | {"title", "description", "threads", "checkpoint_every", "workers"}
 _PLOT_KEYS = set(DEFAULTS["plots"])
 _METHOD_META_KEYS = {"method", "init"}
 
@@ -245,6 +248,8 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     c["eval_every"] = _field("eval_every", check_int, c["eval_every"], low=1)
     if c.get("threads") is not None:
         c["threads"] = _field("threads", check_int, c["threads"], low=1)
+    if c.get("workers") is not None:
+        c["workers"] = _field("workers", check_int, c["workers"], low=0)
     if c.get("checkpoint_every") is not None:
         c["checkpoint_every"] = _field("checkpoint_every", check_int, c["checkpoint_every"],
                                        low=1)
@@ -271,14 +276,16 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"plots.enabled must be true or false, got {plots['enabled']!r}")
     snaps = plots["snapshots"]
     if isinstance(snaps, list):
-        plots["snapshots"] = [_field(f"plots.snapshots[{i}]", check_int, s, low=0,
-                                     high=c["steps"]) for i, s in enumerate(snaps)]
-        plots["snapshots"] = sorted(set(plots["snapshots"]))
+        # steps beyond the run are dropped, so `--steps` can shorten a config's run
+        checked = [_field(f"plots.snapshots[{i}]", check_int, s, low=0)
+                   for i, s in enumerate(snaps)]
+        plots["snapshots"] = sorted({s for s in checked if s <= c["steps"]})
     else:
         k = _field("plots.snapshots", check_int, snaps, low=0, high=50)
         plots["snapshots"] = snapshot_steps(k, c["steps"]) if k else []
-    plots["map_last_steps"] = _field("plots.map_last_steps", check_int,
-                                     plots["map_last_steps"], low=1, high=c["steps"])
+    # at most the whole run (so `--steps` can shorten a config's run)
+    plots["map_last_steps"] = min(c["steps"], _field("plots.map_last_steps", check_int,
+                                                     plots["map_last_steps"], low=1))
     plots["map_replicas"] = _field("plots.map_replicas", check_choice, plots["map_replicas"],
                                    ("first", "mean"))
 

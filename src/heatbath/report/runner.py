@@ -18,10 +18,14 @@ All files are written atomically (:mod:`heatbath.report.io`).
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+import queue as _queue
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,11 +213,84 @@ def _final_acc(rows: Sequence[Mapping[str, Any]], method: str, seed: int | None)
     return float(np.mean(vals)) if vals else math.nan
 
 
-def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool = False
-                   ) -> RunOutput:
-    """Check ``cfg``, train every method over all seeds, write all outputs; see module doc."""
+@dataclass
+class _Job:
+    """Everything needed to train one method (picklable, for worker processes)."""
+
+    label: str
+    data: Any
+    model: Any
+    optim: Any
+    kwargs: dict[str, Any]
+
+
+ProgressCallback = Callable[[str, int, float], None]
+
+
+def _run_job(job: _Job, report: ProgressCallback) -> tuple[str, Any, float]:
+    """Train one method over all seeds; ``report(label, step, mean test accuracy)``."""
     from heatbath.engine import train
 
+    def progress(step: int, total: int, new_rows: list[dict[str, Any]]) -> None:
+        acc = [r["accuracy"] for r in new_rows if r["split"] == "test"]
+        report(job.label, step, float(np.mean(acc)) if acc else math.nan)
+
+    t0 = time.perf_counter()
+    result = train(job.data, job.model, job.optim, progress=progress, **job.kwargs)
+    return job.label, result, time.perf_counter() - t0
+
+
+_WORKER_QUEUE: Any = None
+
+
+def _worker_init(queue: Any) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+
+
+def _worker_job(job: _Job) -> tuple[str, Any, float]:
+    return _run_job(job, lambda label, step, acc: _WORKER_QUEUE.put((label, step, acc)))
+
+
+def _run_parallel(jobs: Sequence[_Job], workers: int, on_progress: ProgressCallback,
+                  on_done: Callable[[str, Any, float], None]) -> None:
+    """Train the methods in ``workers`` processes (spawned: safe with torch's thread pools).
+
+    Each method's training is exactly what it is in one process (same seeds, same generators),
+    so the outputs do not depend on ``workers``.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+
+    def drain() -> None:
+        while True:
+            try:
+                on_progress(*queue.get_nowait())
+            except _queue.Empty:
+                return
+
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(queue,)) as pool:
+        pending = {pool.submit(_worker_job, job) for job in jobs}
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
+                for fut in finished:
+                    on_done(*fut.result())
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool = False
+                   ) -> RunOutput:
+    """Check ``cfg``, train every method over all seeds, write all outputs; see module doc.
+
+    ``workers`` (config) > 1 trains that many methods at a time in worker processes; 0 means
+    one per CPU core (at most one per method).
+    """
     t_start = time.perf_counter()
     prep = prepare(cfg)
     c = prep.config
@@ -236,44 +313,46 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     ckpt_every = c.get("checkpoint_every") or max(1, steps // 10)
 
     labels = list(c["methods"])
+    jobs = [_Job(label, prep.data, prep.models[label], prep.optims[label], dict(
+        steps=steps, subsample=c["subsample"], seeds=c["seeds"], eval_every=c["eval_every"],
+        snapshot_steps=snapshot_steps, checkpoint=ckpt_dir / f"{label}.pt",
+        checkpoint_every=ckpt_every, resume=resume, num_threads=c.get("threads")))
+        for label in labels]
+    workers = c.get("workers", 1) or min(len(labels), os.cpu_count() or 1)
+    workers = min(workers, len(labels))
     bar = _progress_bar(steps * len(labels), quiet)
-    rows: list[dict[str, Any]] = []
-    messages: list[str] = []
     results: dict[str, Any] = {}
     method_wall: dict[str, float] = {}
+    done: dict[str, int] = dict.fromkeys(labels, 0)
+
+    def on_progress(label: str, step: int, acc: float) -> None:
+        if bar is None:
+            return
+        bar.update(step - done[label])
+        done[label] = step
+        bar.set_description(label if workers == 1 else f"{len(results)}/{len(labels)} methods")
+        if workers == 1 and math.isfinite(acc):
+            bar.set_postfix_str(f"test acc {100 * acc:.1f} %")
+
+    def on_done(label: str, result: Any, wall: float) -> None:
+        on_progress(label, steps, math.nan)
+        results[label] = result
+        method_wall[label] = wall
+        finished = [lb for lb in labels if lb in results]  # config order, whatever finished first
+        write_csv(out_dir / "metrics.csv", [r for lb in finished for r in results[lb].rows],
+                  METRIC_COLUMNS)
+
     try:
-        for label in labels:
-            done = [0]
-
-            def progress(step: int, total: int, new_rows: list[dict[str, Any]],
-                         _label: str = label, _done: list[int] = done) -> None:
-                if bar is None:
-                    return
-                bar.update(step - _done[0])
-                _done[0] = step
-                acc = [r["accuracy"] for r in new_rows if r["split"] == "test"]
-                bar.set_description(_label)
-                if acc:
-                    bar.set_postfix_str(f"test acc {100 * float(np.mean(acc)):.1f} %")
-
-            t0 = time.perf_counter()
-            result = train(
-                prep.data, prep.models[label], prep.optims[label], steps=steps,
-                subsample=c["subsample"], seeds=c["seeds"], eval_every=c["eval_every"],
-                snapshot_steps=snapshot_steps, progress=progress,
-                checkpoint=ckpt_dir / f"{label}.pt", checkpoint_every=ckpt_every, resume=resume,
-                num_threads=c.get("threads"),
-            )
-            method_wall[label] = time.perf_counter() - t0
-            if bar is not None:
-                bar.update(steps - done[0])
-            results[label] = result
-            rows.extend(result.rows)
-            messages.extend(f"{label}: {m}" for m in result.messages)
-            write_csv(out_dir / "metrics.csv", rows, METRIC_COLUMNS)
+        if workers == 1:
+            for job in jobs:
+                on_done(*_run_job(job, on_progress))
+        else:
+            _run_parallel(jobs, workers, on_progress, on_done)
     finally:
         if bar is not None:
             bar.close()
+    rows = [r for label in labels for r in results[label].rows]
+    messages = [f"{label}: {m}" for label in labels for m in results[label].messages]
     files.append(out_dir / "metrics.csv")
 
     hp = {label: format_hparams({k: v for k, v in method_hparams(t).items()})
