@@ -13,7 +13,8 @@ median over rounds), on 2 threads and on 1 thread:
 * ``adam_foreach`` / ``adam_fused``: ``torch.optim.Adam`` step on ``nn.Linear(3162, 3162)``
   (10.0M parameters) with random gradients;
 
-and prints each median with its ratio to Adam-foreach and Adam-fused. Goal (issue 2): compiled
+and prints each median time with the median of its per-round ratios to Adam-foreach and
+Adam-fused. Goal (issue 2): compiled
 Philox BAOAB step <= 1.2x Adam-foreach at 10M on 2 threads.
 """
 
@@ -34,14 +35,20 @@ from heatbath.optim._philox import (
 )
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Per-round times: each round runs every method once, in order."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def ratio(times: dict[str, list[float]], name: str, ref: str) -> float:
+    """Median over rounds of the per-round ratio (robust to drifts in machine load)."""
+    return statistics.median(a / b for a, b in zip(times[name], times[ref], strict=True))
 
 
 def main() -> None:
@@ -114,14 +121,18 @@ def main() -> None:
             torch.set_num_threads(threads)
             for fn in fns.values():  # warm-up at this thread count
                 fn()
-            med = interleaved(fns, args.rounds)
-            ref_foreach = next(v for k_, v in med.items() if k_.startswith("adam_foreach"))
-            ref_fused = next(v for k_, v in med.items() if k_.startswith("adam_fused"))
-            print(f"\n{threads} thread(s), median of {args.rounds} interleaved rounds")
+            times = interleaved(fns, args.rounds)
+            ref_foreach = next(k_ for k_ in fns if k_.startswith("adam_foreach"))
+            ref_fused = next(k_ for k_ in fns if k_.startswith("adam_fused"))
+            print(f"\n{threads} thread(s), {args.rounds} interleaved rounds: median time, and "
+                  "median of per-round ratios to Adam")
             print(f"{'method':28s} {'ms':>9s} {'M values/s':>11s} {'/foreach':>9s} {'/fused':>7s}")
-            for name, t in med.items():
-                print(f"{name:28s} {t * 1e3:9.1f} {n / t / 1e6:11.0f} {t / ref_foreach:9.2f} "
-                      f"{t / ref_fused:7.2f}")
+            for name, ts in times.items():
+                t = statistics.median(ts)
+                r_foreach = ratio(times, name, ref_foreach)
+                r_fused = ratio(times, name, ref_fused)
+                print(f"{name:28s} {t * 1e3:9.1f} {n / t / 1e6:11.0f} {r_foreach:9.2f} "
+                      f"{r_fused:7.2f}")
     finally:
         torch.set_num_threads(old)
 
