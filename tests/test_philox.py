@@ -338,6 +338,7 @@ def test_compile_failure_falls_back_to_eager_once(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(P, "_warned", set())
+    monkeypatch.setattr(P, "_COMPILED", {})
     step_fn = get_compiled(sgld_philox_step)
     theta, _, grad = _flat(64, 4)
     theta_e = theta.clone()
@@ -357,6 +358,7 @@ def test_user_error_is_not_mistaken_for_compile_failure(monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(P, "_COMPILED", {})
     step_fn = get_compiled(sgld_philox_step)
     theta, _, grad = _flat(64, 5)
     with pytest.raises(ValueError, match="grad"):
@@ -366,6 +368,7 @@ def test_user_error_is_not_mistaken_for_compile_failure(monkeypatch):
 
 def test_env_switch_disables_compile(monkeypatch):
     monkeypatch.setenv("HEATBATH_COMPILE", "0")
+    monkeypatch.setattr(P, "_COMPILED", {})
     assert not get_compiled(sgld_philox_step).is_compiled
 
 

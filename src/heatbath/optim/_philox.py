@@ -540,6 +540,9 @@ def _try_compile(fn: Callable[..., Any], dynamic: bool) -> Callable[..., Any] | 
         return None
 
 
+_COMPILED: dict[Callable[..., Any], _CompiledOrEager | _StepWithKernel] = {}
+
+
 def get_compiled(fn: Callable[..., Any]) -> _CompiledOrEager | _StepWithKernel:
     """Compiled version of ``fn`` with a permanent eager fallback (same numbers either way).
 
@@ -551,9 +554,14 @@ def get_compiled(fn: Callable[..., Any]) -> _CompiledOrEager | _StepWithKernel:
     ``torch.compile`` is unavailable or the first call fails to compile; the environment
     variable ``HEATBATH_COMPILE=0`` forces eager. The result has ``.is_compiled``.
     The first call compiles: about 20 s of CPU for the Philox graph (inductor's on-disk cache
-    makes later processes fast).
+    makes later processes fast). One wrapper per ``fn`` per process (memoised), so every
+    optimizer shares the compiled graph and a fallback, once decided, holds everywhere.
     """
-    kernel = _KERNELS.get(fn)
-    if kernel is not None:
-        return _StepWithKernel(fn, _CompiledOrEager(kernel, _try_compile(kernel, True)))
-    return _CompiledOrEager(fn, _try_compile(fn, False))
+    if fn not in _COMPILED:
+        kernel = _KERNELS.get(fn)
+        if kernel is not None:
+            compiled_kernel = _CompiledOrEager(kernel, _try_compile(kernel, True))
+            _COMPILED[fn] = _StepWithKernel(fn, compiled_kernel)
+        else:
+            _COMPILED[fn] = _CompiledOrEager(fn, _try_compile(fn, False))
+    return _COMPILED[fn]
