@@ -1,4 +1,4 @@
-"""Quick-size runs of the structure-preserving experiments (slow: ~1-2 min in total)."""
+"""Quick-size runs of the structure-preserving experiments (the 2-D and optimiser runs are slow)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 
 from heatbath.experiments import structure
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_shapes2d_quick(tmp_path):
     res = structure.run_shapes2d(tmp_path, quick=True, seed=0)
     n_fam = len(structure.QUICK["shapes2d"]["families"])
@@ -47,6 +46,7 @@ def test_robustness_quick(tmp_path):
     assert (tmp_path / "robustness.png").exists() and (tmp_path / "robustness.csv").exists()
 
 
+@pytest.mark.slow
 def test_thermo_quick(tmp_path):
     res = structure.run_thermo_training(tmp_path, quick=True, seed=0)
     if "skipped" in res:
