@@ -52,7 +52,7 @@ def test_conv_fft_bound_is_an_upper_bound(stride, k, pad):
     op = Conv2dOperator(3, 4, k, stride=stride, padding=pad).double()
     shape = (1, 3, 9, 9)
     exact = float(torch.linalg.matrix_norm(operator_matrix(op, shape), ord=2))
-    bound = float(op.fft_norm_bound(shape))
+    bound = float(op.fft_norm_bound(shape).detach())
     assert exact <= bound * (1 + 1e-12)
     if stride == 1:  # large-ish image, stride 1: the circular bound is close (derived: O(k/n))
         assert bound <= 1.25 * exact
