@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from heatbath._validate import check_int
+from heatbath.report.io import write_text
 
 __all__ = ["setup", "run", "register", "EXPERIMENTS"]
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             keys = ", ".join(sorted(result)) if isinstance(result, dict) else ""
             print(f"structure {name}: done in {time.perf_counter() - t0:.1f} s "
                   f"({keys})", flush=True)
-        (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        write_text(out / "result.json", json.dumps(result, indent=2, default=str))
     return 0
 
 
