@@ -114,10 +114,21 @@ def run_figures(keys: Sequence[str], ctx: Context, jobs: int = 1) -> list[Figure
     if jobs <= 1 or len(keys) <= 1:
         return [run_figure(k, ctx) for k in keys]
     order = sorted(keys, key=lambda k: -COST_HINT_S.get(k, 0.0))
+    outputs: dict[str, FigureOutput] = {}
+    failed: dict[str, BaseException] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {k: pool.submit(_worker, k, ctx) for k in order}
-        outputs = {k: f.result() for k, f in futures.items()}
+        for k, f in futures.items():
+            try:
+                outputs[k] = f.result()
+            except Exception as exc:  # keep the other figures; report the failure at the end
+                failed[k] = exc
+                ctx.say(f"{k}: FAILED: {type(exc).__name__}: {exc}")
     write_report(ctx.out, load_outputs(ctx.out))
+    if failed:
+        first = next(iter(failed.values()))
+        raise RuntimeError(f"figure(s) {', '.join(failed)} failed; the others are in the "
+                           f"report") from first
     return [outputs[k] for k in keys]
 
 
