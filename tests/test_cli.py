@@ -152,6 +152,55 @@ def test_resume_of_a_finished_run_reproduces_it(tmp_path: Path, tiny_config: Pat
     assert (tmp_path / "tiny" / "metrics.csv").read_text() == first
 
 
+class _InterruptingBar:
+    """Stands in for the progress bar and raises KeyboardInterrupt (as Ctrl-C would) once
+    ``limit`` steps of the whole comparison have been reported."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.n = limit, 0
+
+    def update(self, k: int) -> None:
+        self.n += k
+        if self.n >= self.limit:
+            raise KeyboardInterrupt
+
+    def set_description(self, *_: object) -> None: ...
+
+    def set_postfix_str(self, *_: object) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_resume_after_an_interruption_continues_exactly(
+        tmp_path: Path, tiny_config: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from heatbath.report import runner
+
+    args = ["compare", "--config", str(tiny_config), "--no-plots", "--quiet",
+            "--set", "checkpoint_every=10"]
+    assert run_cli([*args, "--out", str(tmp_path / "ref")], capsys)[0] == 0
+    # interrupted during the second method (40 steps per method), at its step 20
+    monkeypatch.setattr(runner, "_progress_bar", lambda total, quiet: _InterruptingBar(60))
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "cut")], capsys)
+    assert code == 130 and "interrupted" in err
+    monkeypatch.undo()
+    cut = tmp_path / "cut" / "tiny"
+    partial = _metrics(cut / "metrics.csv")  # the first method's finished rows only
+    assert {r["method"] for r in partial} == {"adlala"}
+    # resuming trains only what is missing: adam from its last checkpoint (step 10: the
+    # interrupt came from the progress report at step 20, which the engine makes before it
+    # writes that step's checkpoint), then sgd_slow
+    from heatbath.engine.trainer import Trainer
+
+    calls = []
+    step_fn = Trainer._train_step
+    monkeypatch.setattr(Trainer, "_train_step", lambda self: (calls.append(1), step_fn(self)))
+    assert run_cli([*args, "--out", str(tmp_path / "cut"), "--resume"], capsys)[0] == 0
+    assert len(calls) == (40 - 10) + 40
+    assert (cut / "metrics.csv").read_text() == \
+        (tmp_path / "ref" / "tiny" / "metrics.csv").read_text()
+
+
 BAD_INPUTS = [
     (["train", "adamw"], "unknown method 'adamw'"),
     (["train", "sgd", "--data", "circles"], "data.name"),
