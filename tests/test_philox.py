@@ -118,8 +118,8 @@ def test_chunked_eager_path_equals_single_block_call(monkeypatch):
     monkeypatch.setattr(P, "_EAGER_CHUNK_BLOCKS", nb)
     n, off = 8 * nb + 21, 3  # spans three eager chunks, unaligned start
     z = philox_normal(n, 11, 2, offset=off)
-    k0, k1, t0, t1 = P._key_and_step(11, 2)
-    direct = P._normal_blocks((off + n + 3) // 4, 0, (k0, k1, t0, t1))[off:off + n]
+    keys = P._key_and_step(torch.tensor(11), torch.tensor(2))
+    direct = P._normal_blocks((off + n + 3) // 4, 0, keys)[off:off + n]
     assert torch.equal(z, direct)
 
 

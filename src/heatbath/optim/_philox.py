@@ -251,7 +251,8 @@ def _cos_sin_turn(a: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _normal_blocks(nb: int, b0: Tensor | int, keys: tuple[Tensor, ...]) -> Tensor:
-    """Float32 Gaussians ``Z[4*b0 : 4*(b0+nb)]`` (layout in the module docstring)."""
+    """Float32 Gaussians ``Z[4*b0 : 4*(b0+nb)]`` (layout in the module docstring);
+    ``keys = (k0, k1, t0, t1)`` from :func:`_key_and_step`."""
     k0, k1, t0, t1 = keys
     b = torch.arange(nb, dtype=torch.int64, device=k0.device) + b0
     w = _philox_words(b & _MASK32, b >> 32, t0, t1, k0, k1)
@@ -263,8 +264,9 @@ def _normal_blocks(nb: int, b0: Tensor | int, keys: tuple[Tensor, ...]) -> Tenso
     return torch.stack((rho0 * c1, rho0 * s1, rho2 * c3, rho2 * s3), dim=1).view(-1)
 
 
-def _normals(n: int, lead: int, b0: Tensor | int, keys: tuple[Tensor, ...]) -> Tensor:
+def _normals(n: int, lead: int, b0: Tensor | int, seed: Tensor, step: Tensor) -> Tensor:
     """Float32 ``Z[4*b0 + lead : 4*b0 + lead + n]``; eager works in cache-sized block chunks."""
+    keys = _key_and_step(seed, step)
     nb = (lead + n + 3) // 4
     if torch.compiler.is_compiling() or nb <= _EAGER_CHUNK_BLOCKS:
         z = _normal_blocks(nb, b0, keys)
@@ -283,11 +285,9 @@ def _as_u64_tensor(name: str, x: Tensor | int) -> Tensor:
     return torch.tensor(check_int(name, x, low=0, high=(1 << 63) - 1), dtype=torch.int64)
 
 
-def _key_and_step(seed: Tensor | int, step: Tensor | int) -> tuple[Tensor, ...]:
-    """Key words (k0, k1) from the seed and counter words (c2, c3) from the step."""
-    s = _as_u64_tensor("seed", seed)
-    t = _as_u64_tensor("step", step)
-    return s & _MASK32, (s >> 32) & _MASK32, t & _MASK32, (t >> 32) & _MASK32
+def _key_and_step(seed: Tensor, step: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Key words (k0, k1) from the seed and counter words (c2, c3) from the step (0-d int64)."""
+    return seed & _MASK32, (seed >> 32) & _MASK32, step & _MASK32, (step >> 32) & _MASK32
 
 
 def _check_range(n: int, offset: int) -> None:
@@ -321,7 +321,8 @@ def philox_normal(
     _check_range(n, offset)
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    z = _normals(n, offset % 4, offset // 4, _key_and_step(seed, step))
+    z = _normals(n, offset % 4, offset // 4, _as_u64_tensor("seed", seed),
+                 _as_u64_tensor("step", step))
     return z if dtype == torch.float32 else z.to(dtype)
 
 
@@ -363,20 +364,20 @@ def _pieces(n: int, offset: int) -> list[tuple[int, int, Tensor, int]]:
 
 
 def _baoab_kernel(theta: Tensor, mom: Tensor, grad: Tensor, kick: Tensor, half_h: Tensor,
-                  c: Tensor, d: Tensor, k0: Tensor, k1: Tensor, t0: Tensor, t1: Tensor,
-                  b0: Tensor, lead: int) -> None:
+                  c: Tensor, d: Tensor, seed: Tensor, step: Tensor, b0: Tensor,
+                  lead: int) -> None:
     """BAOAB on one piece (the unit ``get_compiled`` compiles, with dynamic shapes)."""
-    r = _normals(theta.shape[0], lead, b0, (k0, k1, t0, t1)).to(theta.dtype)
+    r = _normals(theta.shape[0], lead, b0, seed, step).to(theta.dtype)
     mom.add_(kick * grad)
     theta.add_(half_h * mom)
     mom.mul_(c).add_(d * r)
     theta.add_(half_h * mom)
 
 
-def _sgld_kernel(theta: Tensor, grad: Tensor, h: Tensor, noise_scale: Tensor, k0: Tensor,
-                 k1: Tensor, t0: Tensor, t1: Tensor, b0: Tensor, lead: int) -> None:
+def _sgld_kernel(theta: Tensor, grad: Tensor, h: Tensor, noise_scale: Tensor, seed: Tensor,
+                 step: Tensor, b0: Tensor, lead: int) -> None:
     """SGLD on one piece (the unit ``get_compiled`` compiles, with dynamic shapes)."""
-    r = _normals(theta.shape[0], lead, b0, (k0, k1, t0, t1)).to(theta.dtype)
+    r = _normals(theta.shape[0], lead, b0, seed, step).to(theta.dtype)
     theta.add_(noise_scale * r - h * grad)
 
 
@@ -420,10 +421,10 @@ def baoab_philox_step(
     _check_range(theta.numel(), offset)
     dt = theta.dtype
     coef = [_scalar(v, dt) for v in (kick, half_h, c, d)]
-    keys = _key_and_step(seed, step)
+    s, t = _as_u64_tensor("seed", seed), _as_u64_tensor("step", step)
     run = _baoab_kernel if kernel is None else kernel
     for i, j, b0, lead in _pieces(theta.numel(), offset):
-        run(theta[i:j], mom[i:j], grad[i:j], *coef, *keys, b0, lead)
+        run(theta[i:j], mom[i:j], grad[i:j], *coef, s, t, b0, lead)
 
 
 def sgld_philox_step(
@@ -449,10 +450,10 @@ def sgld_philox_step(
     _check_range(theta.numel(), offset)
     dt = theta.dtype
     coef = [_scalar(v, dt) for v in (h, noise_scale)]
-    keys = _key_and_step(seed, step)
+    s, t = _as_u64_tensor("seed", seed), _as_u64_tensor("step", step)
     run = _sgld_kernel if kernel is None else kernel
     for i, j, b0, lead in _pieces(theta.numel(), offset):
-        run(theta[i:j], grad[i:j], *coef, *keys, b0, lead)
+        run(theta[i:j], grad[i:j], *coef, s, t, b0, lead)
 
 
 _KERNELS: dict[Callable[..., Any], Callable[..., None]] = {
