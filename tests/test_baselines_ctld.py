@@ -48,8 +48,10 @@ def test_anneal_sgd_without_noise_is_sgd_momentum():
         assert torch.allclose(p, q, rtol=1e-6, atol=1e-7)
 
 
-def _santa_reference(theta0, grad_fn, steps, *, eta, n, burnin, sig, lam, c, anne, seed):
-    """Float64 transcription of spec §8 (Santa Euler version), element-wise."""
+def _santa_reference(theta0, grad_fn, steps, *, eta, n, burnin, sig, lam, c, anne, seed,
+                     rho=0.0):
+    """Float64 transcription of spec §8 (Santa Euler version), element-wise; rho > 0 floors
+    sqrt(v) at rho times its mean (heatbath's preconditioner guard, santa.py docstring)."""
     gen = torch.Generator().manual_seed(seed)
     theta = theta0.clone()
     u = math.sqrt(eta) * torch.randn(theta.shape, generator=gen, dtype=torch.float64)
@@ -60,7 +62,9 @@ def _santa_reference(theta0, grad_fn, steps, *, eta, n, burnin, sig, lam, c, ann
     for t in range(1, steps + 1):
         f = n * grad_fn(theta)
         v = sig * v + (1 - sig) / n ** 2 * f * f
-        g = 1.0 / torch.sqrt(lam + torch.sqrt(v))
+        scale = torch.sqrt(v)
+        scale = torch.maximum(scale, rho * scale.mean())
+        g = 1.0 / torch.sqrt(lam + scale)
         if g_prev is None:
             g_prev = g.clone()
         beta = t ** anne
@@ -77,17 +81,21 @@ def _santa_reference(theta0, grad_fn, steps, *, eta, n, burnin, sig, lam, c, ann
     return out
 
 
-def test_santa_matches_transcription_and_stops_exploring():
+@pytest.mark.parametrize("rho", [0.0, 0.1, 0.5])
+def test_santa_matches_transcription_and_stops_exploring(rho):
+    """rho = 0: the paper's formula; rho > 0: with the guard. The target's entries differ in
+    scale so that the floor is active for some entries when rho = 0.5."""
     n, eta = 100, 1e-3
-    target = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    target = torch.tensor([-1.0, -0.3, -0.05, 0.0, 0.02, 0.5, 1.0], dtype=torch.float64)
 
     def grad_fn(th):  # f = mean over "data" of 0.5 |theta - target|^2 + a quartic term
         return (th - target) + 0.1 * th ** 3
 
-    hp = dict(eta=eta, n=n, burnin=10, sig=0.95, lam=1e-8, c=5.0, anne=0.5, seed=3)
-    ref = _santa_reference(torch.full((7,), 0.3, dtype=torch.float64), grad_fn, 20, **hp)
-    p = torch.nn.Parameter(torch.full((7,), 0.3, dtype=torch.float64))
-    opt = Santa([p], lr=eta, num_data=n, burnin=10, seed=3)
+    hp = dict(eta=eta, n=n, burnin=10, sig=0.95, lam=1e-8, c=5.0, anne=0.5, seed=3, rho=rho)
+    theta0 = torch.tensor([0.3, 0.3, 0.02, 0.01, 0.03, 0.3, 0.3], dtype=torch.float64)
+    ref = _santa_reference(theta0.clone(), grad_fn, 20, **hp)
+    p = torch.nn.Parameter(theta0.clone())
+    opt = Santa([p], lr=eta, num_data=n, burnin=10, seed=3, lambda_rel=rho)
     for t in range(20):
         p.grad = grad_fn(p.detach())
         gen_before = opt._gen.get_state().clone()
@@ -103,6 +111,34 @@ def test_santa_matches_transcription_and_stops_exploring():
             assert torch.equal(opt.state[p]["a"], a_before)
         else:
             assert not torch.equal(opt._gen.get_state(), gen_before)
+
+
+def test_santa_guard_keeps_zero_gradient_entries_finite():
+    """An input feature that is 0 in every example gives its weights an exactly zero gradient.
+    The paper's preconditioner then is g = lambda^-1/2 = 1e4 and the exploration noise moves
+    those weights by ~g^1.5 sqrt(2 eta) per step: with lambda_rel=0 (the code before the guard)
+    this run is NaN by step 10. With the guard every entry stays finite and the dead entries'
+    g equals the cap (lambda + rho * mean sqrt(v))^-1/2 exactly, the largest g in the tensor."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3).double()
+    x = torch.randn(64, 6, dtype=torch.float64)
+    x[:, 0] = 0.0
+    y = torch.randn(64, 3, dtype=torch.float64)
+    rho = 0.1
+    opt = Santa(model.parameters(), lr=1e-3 / 64, num_data=64, burnin=200, seed=1,
+                lambda_rel=rho)
+    for _ in range(400):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+        w = model.weight
+        assert torch.isfinite(w).all() and torch.isfinite(opt.state[w]["u"]).all()
+    st = opt.state[model.weight]
+    sv = st["v"].sqrt()
+    cap = 1.0 / torch.sqrt(1e-8 + rho * sv.mean())
+    assert torch.all(sv[:, 0] == 0)
+    assert torch.allclose(st["g"][:, 0], cap.expand(3), rtol=1e-12, atol=0)
+    assert torch.all(st["g"] <= cap * (1 + 1e-12))
 
 
 @pytest.mark.parametrize("cls", ["anneal", "santa"])
@@ -149,3 +185,5 @@ def test_baseline_validation():
         Santa(p, lr=0.1, num_data=10, burnin=-1)
     with pytest.raises(ValueError, match="sigma"):
         Santa(p, lr=0.1, num_data=10, burnin=1, sigma=1.0)
+    with pytest.raises(ValueError, match="lambda_rel"):
+        Santa(p, lr=0.1, num_data=10, burnin=1, lambda_rel=-0.1)

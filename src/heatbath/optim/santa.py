@@ -31,6 +31,30 @@ Initialisation: :math:`u_0 = \sqrt\eta\,\mathcal N(0, I)`, :math:`\alpha_0 = \sq
 lambda = 1e-8, C = 5, anne_rate = 0.5 as in public ports; ``burnin`` counts the exploration steps
 exactly (t = 1..burnin); entries with :math:`u_{t-1} = 0` get a zero correction term. Since
 :math:`\tilde f` is N-scaled, eta plays the role of (SGD learning rate)/N.
+
+Preconditioner guard (heatbath's choice, not in the paper). The paper's lambda (placed as in
+its Algorithm 1, inside the outer square root) is the only bound on g: :math:`g \le
+\lambda^{-1/2} = 10^4`. RMSprop can live with that because its step :math:`g^2 \odot \tilde f`
+vanishes with the gradient; Santa's cannot, because the exploration noise does not: a
+coordinate whose gradient is exactly zero (an input pixel that is 0 in every image, the weights
+into a dead ReLU) gets :math:`u \sim \sqrt{2\eta g/\beta}\,\zeta` and moves by
+:math:`g \odot u \sim g^{3/2}\sqrt{2\eta/\beta}`, i.e. :math:`10^6\sqrt{2\eta}` per step,
+and the run overflows within a few steps. Such a coordinate carries no curvature information,
+so heatbath gives it (at most) the scale of the coordinates that do: per parameter tensor,
+each entry's gradient scale :math:`\sqrt{v_t}` is floored at :math:`\rho` times the tensor's
+mean,
+
+.. math::
+
+    g_t = 1 \oslash \sqrt{\lambda + \max\big(\sqrt{v_t},\ \rho\,\overline{\sqrt{v_t}}\big)},
+
+with :math:`\overline{\sqrt{v_t}}` the mean over the tensor's entries. Every entry whose
+gradient scale is at least :math:`\rho` times the mean gets the paper's g unchanged; an
+uninformed entry gets :math:`g \le (\rho\,\overline{\sqrt{v_t}})^{-1/2}`, at most
+:math:`\rho^{-1/2}` times the g of a mean entry (its exploration noise on theta at most
+:math:`\rho^{-3/4}` times). ``lambda_rel`` :math:`\rho` = 0.1 by default (factors 3.2 and 5.6);
+``lambda_rel=0`` is the paper's formula exactly. A tensor whose gradient is zero everywhere
+still falls back to lambda.
 """
 
 from __future__ import annotations
@@ -57,7 +81,9 @@ class Santa(Optimizer):
         num_data: N >= 1.
         burnin: number of exploration steps >= 0.
         sigma: RMSprop decay in [0, 1).
-        lambda_: preconditioner damping > 0.
+        lambda_: preconditioner damping lambda > 0 (the paper's).
+        lambda_rel: rho >= 0, floor of each entry's gradient scale relative to its tensor's
+            mean (heatbath's guard, see the module docstring; 0 = the paper's formula).
         C: initial friction scale, alpha_0 = sqrt(eta) C, >= 0.
         anne_rate: a >= 0 in beta_t = t^a.
         weight_decay: torch's L2 weight decay >= 0 (part of f).
@@ -66,18 +92,20 @@ class Santa(Optimizer):
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float,
                  num_data: int, burnin: int, *, sigma: float = 0.95, lambda_: float = 1e-8,
-                 C: float = 5.0, anne_rate: float = 0.5, weight_decay: float = 0.0,
+                 lambda_rel: float = 0.1, C: float = 5.0, anne_rate: float = 0.5,
+                 weight_decay: float = 0.0,
                  seed: int | None = None, generator: torch.Generator | None = None) -> None:
         check_real("lr", lr, low=0.0, low_open=True)
         check_int("num_data", num_data, low=1)
         check_int("burnin", burnin, low=0)
         check_real("sigma", sigma, low=0.0, high=1.0, high_open=True)
         check_real("lambda_", lambda_, low=0.0, low_open=True)
+        check_real("lambda_rel", lambda_rel, low=0.0)
         check_real("C", C, low=0.0)
         check_real("anne_rate", anne_rate, low=0.0)
         check_real("weight_decay", weight_decay, low=0.0)
         defaults = {"lr": lr, "num_data": num_data, "burnin": burnin, "sigma": sigma,
-                    "lambda_": lambda_, "C": C, "anne_rate": anne_rate,
+                    "lambda_": lambda_, "lambda_rel": lambda_rel, "C": C, "anne_rate": anne_rate,
                     "weight_decay": weight_decay}
         super().__init__(params, defaults)
         if generator is None:
@@ -132,6 +160,10 @@ class Santa(Optimizer):
             torch._foreach_mul_(v, sig)
             torch._foreach_addcmul_(v, f, f, value=(1.0 - sig) / (n * n))
             g = torch._foreach_sqrt(v)
+            rho = group["lambda_rel"]
+            if rho > 0:  # the guard: sqrt(v) floored at rho * its mean over the tensor
+                for gi in g:
+                    torch.maximum(gi, gi.mean() * rho, out=gi)
             torch._foreach_add_(g, group["lambda_"])
             torch._foreach_sqrt_(g)
             torch._foreach_reciprocal_(g)
