@@ -9,9 +9,8 @@ generator has no state to thread through the step: the noise for parameter eleme
 step ``t`` is a pure function ``Z(seed, t, g)``, so it can be generated inside the same compiled
 kernel that applies the update, on any number of threads, in any chunking, with the same bits.
 
-Philox4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3",
-SC'11)
------------------------------------------------------------------------------------------
+Philox4x32-10 (Salmon, Moraes, Dror & Shaw, SC'11, "Parallel random numbers: as easy as 1, 2, 3")
+-------------------------------------------------------------------------------------------------
 Counter :math:`c = (c_0, c_1, c_2, c_3)` and key :math:`k = (k_0, k_1)`, all 32-bit words.
 One round, with the multipliers :math:`M_0 = \mathtt{0xD2511F53}`, :math:`M_1 = \mathtt{0xCD9E8D57}`
 and :math:`\operatorname{hi}, \operatorname{lo}` the upper and lower 32 bits of the 64-bit product:
@@ -49,13 +48,13 @@ splitting a buffer into pieces with matching offsets reproduces the same numbers
 Box–Muller, in basic IEEE operations only
 -----------------------------------------
 From the four output words :math:`w_0..w_3` of block :math:`b` take their top 24 bits
-:math:`a_j = \lfloor w_j / 2^8 \rfloor`. Radii and angles:
+:math:`a_j = \lfloor w_j / 2^8 \rfloor`; words 0 and 2 give radii, words 1 and 3 angles:
 
 .. math::
 
     u_j = (2 \lfloor a_j/2 \rfloor + 1)\, 2^{-24} \in (0, 1),\qquad
-    \rho_j = \sqrt{-2 \ln u_j},\qquad
-    \theta_j = 2\pi\, (a_j + \tfrac12)\, 2^{-24},
+    \rho_j = \sqrt{-2 \ln u_j}\ (j = 0, 2),\qquad
+    \theta_j = 2\pi\, (a_j + \tfrac12)\, 2^{-24}\ (j = 1, 3),
 
 .. math::
 
@@ -71,12 +70,24 @@ Choices the method leaves open, and why:
 * :math:`\ln`, :math:`\sin`, :math:`\cos` and :math:`\sqrt{\ }` are evaluated here with
   ``+ - * /``, comparisons and bit casts only (exact quadrant reduction of the integer angle and
   Taylor polynomials on :math:`|\varphi| \le \pi/4`; exponent split and the atanh series for
-  :math:`\ln`; three Heron steps for :math:`\sqrt{\ }`), all accurate to about 1 ulp of float32.
+  :math:`\ln`; three Heron steps for :math:`\sqrt{\ }`), each within 2 ulp of float32.
   Library ``log``/``sin``/``sqrt`` differ by an ulp between eager ATen and inductor's vectorised
   code, which would break "same numbers compiled or not"; IEEE basic operations do not (inductor
   compiles with ``-ffp-contract=off`` by default, so no FMA contraction either).
 * The stream is float32; other dtypes are the float32 values cast
   (``philox_normal(..., dtype=torch.float64) == philox_normal(...).double()``).
+
+Fused steps and compilation
+---------------------------
+:func:`baoab_philox_step` and :func:`sgld_philox_step` update flat buffers in place; they work
+in pieces of ``_STEP_CHUNK`` (4M) elements, each piece one call of a kernel that generates its
+noise and applies the update. ``get_compiled(step)`` compiles that kernel once with dynamic
+shapes (inductor fuses Philox and Box–Muller into one loop writing the piece's noise to a
+temporary, then one loop for the update); it falls back to the same eager kernel when no
+compiler works. The pieces keep the temporary below glibc's 32 MB mmap threshold, which avoids
+page-faulting a fresh 40 MB buffer on every step at 10M parameters. Measured speeds are in
+``benchmarks/noise.py``. The compiled call has a fixed cost of tens of microseconds (guards,
+argument checks), so small models are better served by eager ``normal_``.
 """
 
 from __future__ import annotations
@@ -111,7 +122,7 @@ _EAGER_CHUNK_BLOCKS = 1 << 15  # eager path works in cache-sized pieces of Philo
 _STEP_CHUNK = 1 << 22  # elements per piece of a fused step: a 16 MB float32 noise temporary
 # stays below glibc's 32 MB mmap ceiling, so it is reused instead of page-faulted every step
 
-# ln 2 split so that e * _LN2_HI is exact for |e| < 2**10 (Cody–Waite)
+# ln 2 split so that e * _LN2_HI is exact for |e| < 2**9 (Cody–Waite)
 _LN2_HI = 0.693145751953125
 _LN2_LO = 1.428606820309417232e-06
 _SQRT2 = 1.4142135623730951
@@ -123,13 +134,13 @@ ScalarLike = Tensor | float
 # Philox4x32-10
 # --------------------------------------------------------------------------------------------
 def _mulhilo(m: int, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Return (hi, lo) 32-bit halves of ``m * x`` for a constant ``m < 2**32`` and int64
+    r"""Return (hi, lo) 32-bit halves of ``m * x`` for a constant ``m < 2**32`` and int64
     ``x`` in ``[0, 2**32)``, never overflowing int64.
 
     With :math:`m = 2^{16} m_h + m_l`: :math:`p_l = m_l x < 2^{48}`, :math:`p_h = m_h x < 2^{48}`,
-    :math:`t = p_l + 2^{16} (p_h \\bmod 2^{16}) < 2^{49}`, so :math:`m x = 2^{32} \\lfloor
-    p_h / 2^{16} \\rfloor + t`, :math:`\\operatorname{lo} = t \\bmod 2^{32}` and
-    :math:`\\operatorname{hi} = \\lfloor p_h/2^{16} \\rfloor + \\lfloor t/2^{32} \\rfloor`.
+    :math:`t = p_l + 2^{16} (p_h \bmod 2^{16}) < 2^{49}`, so :math:`m x = 2^{32} \lfloor
+    p_h / 2^{16} \rfloor + t`, :math:`\operatorname{lo} = t \bmod 2^{32}` and
+    :math:`\operatorname{hi} = \lfloor p_h/2^{16} \rfloor + \lfloor t/2^{32} \rfloor`.
     """
     p_lo = x * (m & 0xFFFF)
     p_hi = x * (m >> 16)
@@ -188,9 +199,9 @@ def philox4x32_10(ctr: Tensor, key: Tensor) -> Tensor:
 # Box–Muller from integers, with basic IEEE operations only
 # --------------------------------------------------------------------------------------------
 def _sqrt_heron(y: Tensor) -> Tensor:
-    """sqrt(y) for float32 ``y > 0``: bit-level first guess (relative error < 4 %), then three
-    Heron steps :math:`s \\leftarrow (s + y/s)/2` (error :math:`e \\to e^2/2`: 4e-2, 8e-4,
-    3e-7, 5e-14, i.e. rounding-limited, about 1 ulp)."""
+    r"""sqrt(y) for float32 ``y > 0``: bit-level first guess (relative error < 4 %), then three
+    Heron steps :math:`s \leftarrow (s + y/s)/2` (error :math:`e \to e^2/2`: 4e-2, 8e-4, 3e-7,
+    5e-14), so the result is rounding-limited: within 1 ulp."""
     s = ((y.view(torch.int32) >> 1) + 0x1FBD1DF5).view(torch.float32)
     for _ in range(3):
         s = 0.5 * (s + y / s)
@@ -198,14 +209,15 @@ def _sqrt_heron(y: Tensor) -> Tensor:
 
 
 def _neg2log_unit(a: Tensor) -> Tensor:
-    """:math:`-2 \\ln u` for :math:`u = (2\\lfloor a/2 \\rfloor + 1) 2^{-24}`, ``a`` int32 in
-    ``[0, 2**24)``.
+    r""":math:`-2 \ln u` for :math:`u = k\, 2^{-24}`, :math:`k = 2\lfloor a/2 \rfloor + 1`,
+    ``a`` int32 in ``[0, 2**24)``.
 
-    The odd integer :math:`k = 2\\lfloor a/2\\rfloor + 1 < 2^{24}` is exact in float32;
-    :math:`k = 2^e m` with :math:`m \\in [1/\\sqrt2 \\cdot 2, \\ldots)` folded into
-    :math:`[\\sqrt2/2, \\sqrt2)` by the exponent bits, and :math:`\\ln m = 2\\,\\mathrm{atanh}\\,s
-    = 2(s + s^3/3 + \\dots + s^9/9)`, :math:`s = (m-1)/(m+1)`, :math:`|s| \\le 0.172` (series
-    truncation below 4e-10). Then :math:`\\ln u = (e - 24)\\ln 2 + \\ln m`.
+    The odd integer :math:`k < 2^{24}` is exact in float32. Its bits give :math:`k = 2^e m`,
+    :math:`m \in [1, 2)`; if :math:`m > \sqrt2` then :math:`m \leftarrow m/2,\ e \leftarrow e+1`,
+    so :math:`m \in [\sqrt2/2, \sqrt2]`. Then :math:`\ln m = 2\,\mathrm{atanh}\, s =
+    2(s + s^3/3 + \dots + s^9/9)` with :math:`s = (m-1)/(m+1)`, :math:`|s| \le 0.172`
+    (truncation below 4e-10), and :math:`\ln u = (e - 24)\ln 2 + \ln m` with :math:`\ln 2`
+    split Cody–Waite style. Within 2 ulp; never infinite since :math:`k \ge 1`.
     """
     f = (a | 1).to(torch.float32)
     bits = f.view(torch.int32)
@@ -222,13 +234,13 @@ def _neg2log_unit(a: Tensor) -> Tensor:
 
 
 def _cos_sin_turn(a: Tensor) -> tuple[Tensor, Tensor]:
-    """:math:`(\\cos\\theta, \\sin\\theta)` for :math:`\\theta = 2\\pi (a + 1/2) 2^{-24}`, ``a``
+    r""":math:`(\cos\theta, \sin\theta)` for :math:`\theta = 2\pi (a + 1/2) 2^{-24}`, ``a``
     int32 in ``[0, 2**24)``.
 
-    Exact quadrant reduction on the integer: :math:`\\theta = q\\pi/2 + \\varphi` with
-    :math:`q \\in \\{0,1,2,3\\}` and :math:`\\varphi = (2r+1)\\pi 2^{-24}`,
-    :math:`|\\varphi| < \\pi/4`; then Taylor polynomials to :math:`\\varphi^9` (sin) and
-    :math:`\\varphi^{10}` (cos), truncation error below 3e-9.
+    Exact quadrant reduction on the integer: with :math:`a + 2^{21} \equiv 2^{22} q + r +
+    2^{21} \pmod{2^{24}}`, :math:`\theta = q\pi/2 + \varphi`, :math:`\varphi = (2r+1)\pi
+    2^{-24}`, :math:`|\varphi| < \pi/4`; then Taylor polynomials to :math:`\varphi^9` (sin) and
+    :math:`\varphi^{10}` (cos), truncation error below 3e-9, and the quadrant's swap and signs.
     """
     a2 = (a + (1 << 21)) & ((1 << 24) - 1)
     q = a2 >> 22
