@@ -221,6 +221,8 @@ BAD_INPUTS = [
     (["compare"], "--methods"),
     (["compare", "--config", "/nonexistent/x.toml"], "does not exist"),
     (["train", "sgd", "--model", "resnet"], "model.name"),
+    (["train", "sgd", "--set", "model.widht=3"], "model.widht"),
+    (["train", "sgd", "--set", "seeds=[1, 1]"], "seeds must not repeat"),
     (["train", "lol", "--set", "tau1=abc"], "tau1 must"),
 ]
 

@@ -152,8 +152,10 @@ def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str,
                         "(default 1)")
     d = p.add_argument_group("data and model")
     d.add_argument("--data", metavar="NAME", help="spirals | trig | mnist (default: spirals)")
-    d.add_argument("--n-train", type=int, metavar="N", help="training points (default 500)")
-    d.add_argument("--n-test", type=int, metavar="N", help="test points (default 1000)")
+    d.add_argument("--n-train", type=int, metavar="N",
+                   help="training points (default 500; MNIST: the whole split)")
+    d.add_argument("--n-test", type=int, metavar="N",
+                   help="test points (default 1000; MNIST: the whole split)")
     d.add_argument("--data-seed", type=int, metavar="S", help="seed of the data (default 0)")
     d.add_argument("--turns", type=float, metavar="B", help="spirals: number of turns b")
     d.add_argument("--model", metavar="NAME", help="shlp | mlp (default: shlp)")

@@ -100,7 +100,9 @@ DEFAULTS: dict[str, Any] = {
     "seeds": 1,
     "first_seed": 0,
     "eval_every": None,  # resolved to max(1, steps // 100)
-    "data": {"name": "spirals", "n_train": 500, "n_test": 1000, "seed": 0},
+    # sizes: spirals/trig default to 500 train / 1000 test (filled in by resolve), MNIST to the
+    # whole split
+    "data": {"name": "spirals", "seed": 0},
     "model": {"name": "shlp", "hidden": 20},
     "plots": {"enabled": True, "snapshots": 4, "map_last_steps": 10, "map_replicas": "first"},
     "methods": {},
@@ -260,6 +262,9 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data = c["data"]
     if "name" not in data:
         raise ConfigError("data.name is required")
+    if data["name"] in ("spirals", "trig"):
+        data.setdefault("n_train", 500)
+        data.setdefault("n_test", 1000)
     for key in ("n_train", "n_test"):
         if data.get(key) is not None:
             data[key] = _field(f"data.{key}", check_int, data[key], low=2)

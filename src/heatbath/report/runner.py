@@ -17,6 +17,7 @@ All files are written atomically (:mod:`heatbath.report.io`).
 
 from __future__ import annotations
 
+import inspect
 import math
 import multiprocessing
 import os
@@ -126,6 +127,10 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
         model_kw = dict(c["model"])
         if "init" in table:
             model_kw["init"] = table["init"]
+        unknown = sorted(set(model_kw) - set(inspect.signature(ModelSpec).parameters))
+        if unknown:
+            raise ConfigError(f"unknown key 'model.{unknown[0]}'; allowed: "
+                              f"{', '.join(inspect.signature(ModelSpec).parameters)}")
         try:
             spec = ModelSpec(**model_kw)
         except TypeError as exc:
@@ -158,6 +163,8 @@ def _data_title(c: Mapping[str, Any], data: Any) -> str:
         return f"{_num(turns)}-turn spiral ({n})"
     if d["name"] == "trig":
         return f"trigonometric data a={_num(d.get('a', 3.0))} ({n})"
+    if d["name"] == "mnist":
+        return f"MNIST digits ({n})"
     return f"{d['name']} ({n})"
 
 
