@@ -372,6 +372,8 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     notes.append(f"seeds: {c['seeds'][0]}–{c['seeds'][-1]} ({len(c['seeds'])} per method); "
                  f"training time per method (s): "
                  + ", ".join(f"{k} {v:.1f}" for k, v in method_wall.items()))
+    if c.get("description"):
+        notes.insert(0, " ".join(str(c["description"]).split()))
     notes.extend(messages[:20])
     if len(messages) > 20:
         notes.append(f"... and {len(messages) - 20} more stopped runs")
@@ -380,7 +382,8 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
 
     if plots_cfg["enabled"]:
         files += _write_plots(out_dir, c, prep, results, rows, hp, title, is_2d, map_steps)
-    return RunOutput(out_dir, files, summaries, summary_markdown(summaries, title),
+    return RunOutput(out_dir, files, summaries,
+                     summary_markdown(summaries, title, notes[:1] if c.get("description") else ()),
                      time.perf_counter() - t_start, rows, messages, method_wall)
 
 
