@@ -142,6 +142,20 @@ def test_train_with_flags_and_set(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert {int(r["step"]) for r in rows} == {0, 15, 30}
 
 
+def test_compare_from_flags_routes_method_settings(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["compare", "--methods", "adlala,sgd", "--set", "adlala.gamma=10",
+                            "--set", "sgd.h=0.2", "--set", "steps=5", "--n-train", "40",
+                            "--out", str(tmp_path), "--no-plots", "--quiet"], capsys)
+    assert code == 0, err
+    resolved = tomllib.loads((tmp_path / "compare" / "config.toml").read_text())
+    assert list(resolved["methods"]) == ["adlala", "sgd"]
+    assert resolved["methods"]["adlala"]["gamma"] == 10
+    assert resolved["methods"]["adlala"]["h"] == 0.25  # the untouched default stays
+    assert resolved["methods"]["sgd"] == {"method": "sgd", "h": 0.2}
+    assert resolved["steps"] == 5
+
+
 def test_resume_of_a_finished_run_reproduces_it(tmp_path: Path, tiny_config: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     args = ["compare", "--config", str(tiny_config), "--out", str(tmp_path), "--no-plots",

@@ -292,6 +292,17 @@ def _run_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- compare
 
 
+def _route_to_methods(assignments: Sequence[str], labels: Any) -> list[str]:
+    """``adlala.gamma=10`` → ``methods.adlala.gamma=10`` when ``adlala`` is a method label."""
+    out = []
+    for text in assignments:
+        key = text.split("=", 1)[0].strip()
+        head = key.split(".", 1)[0]
+        out.append(f"methods.{text.strip()}" if "." in key and head in labels else text)
+    return out
+
+
+
 def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", metavar="M1,M2,...",
                    help="methods to compare (names from " + ", ".join(METHOD_NAMES) +
@@ -322,10 +333,7 @@ def _compare_config(args: argparse.Namespace) -> dict[str, Any]:
                           "[methods.*] tables")
     cfg["methods"] = methods
     cfg.setdefault("name", "compare")
-    labels = set(methods)
-    routed = [f"methods.{a}" if a.split("=", 1)[0].split(".", 1)[0] in labels
-              and "." in a.split("=", 1)[0] else a for a in args.assignments]
-    apply_assignments(cfg, routed)
+    apply_assignments(cfg, _route_to_methods(args.assignments, methods))
     return cfg
 
 
@@ -365,10 +373,7 @@ def _setup_demo(p: argparse.ArgumentParser) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     cfg = load_toml(config_path(QUICK_CONFIG if args.quick else DEMO_CONFIG))
     cfg = merge(cfg, _flags_to_config(args))
-    labels = set(cfg.get("methods", {}))
-    routed = [f"methods.{a}" if a.split("=", 1)[0].split(".", 1)[0] in labels
-              and "." in a.split("=", 1)[0] else a for a in args.assignments]
-    apply_assignments(cfg, routed)
+    apply_assignments(cfg, _route_to_methods(args.assignments, cfg.get("methods") or {}))
     return _run_config(cfg, args, title="demo")
 
 
