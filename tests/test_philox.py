@@ -287,6 +287,13 @@ def test_sgld_step_applies_documented_update():
     assert torch.equal(theta, expected)
 
 
+def test_steps_update_leaf_parameters_in_place():
+    theta = torch.nn.Parameter(torch.zeros(10))
+    grad = torch.ones(10)
+    sgld_philox_step(theta, grad, 0.5, 0.0, 0, 0)
+    assert torch.equal(theta.detach(), torch.full((10,), -0.5))
+
+
 def test_steps_reject_mismatched_buffers():
     theta, mom, grad = _flat(8, 2)
     with pytest.raises(ValueError, match="mom"):

@@ -435,8 +435,9 @@ def baoab_philox_step(
     coef = [_scalar(v, dt) for v in (kick, half_h, c, d)]
     s, t = _as_u64_tensor("seed", seed), _as_u64_tensor("step", step)
     run = _baoab_kernel if kernel is None else kernel
-    for i, j, b0, lead in _pieces(theta.numel(), offset):
-        run(theta[i:j], mom[i:j], grad[i:j], *coef, s, t, b0, lead)
+    with torch.no_grad():  # an optimizer update, never part of a graph
+        for i, j, b0, lead in _pieces(theta.numel(), offset):
+            run(theta[i:j], mom[i:j], grad[i:j], *coef, s, t, b0, lead)
 
 
 def sgld_philox_step(
@@ -464,8 +465,9 @@ def sgld_philox_step(
     coef = [_scalar(v, dt) for v in (h, noise_scale)]
     s, t = _as_u64_tensor("seed", seed), _as_u64_tensor("step", step)
     run = _sgld_kernel if kernel is None else kernel
-    for i, j, b0, lead in _pieces(theta.numel(), offset):
-        run(theta[i:j], grad[i:j], *coef, s, t, b0, lead)
+    with torch.no_grad():  # an optimizer update, never part of a graph
+        for i, j, b0, lead in _pieces(theta.numel(), offset):
+            run(theta[i:j], grad[i:j], *coef, s, t, b0, lead)
 
 
 _KERNELS: dict[Callable[..., Any], Callable[..., None]] = {
