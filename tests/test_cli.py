@@ -123,6 +123,13 @@ def test_compare_from_config_writes_every_output(tmp_path: Path, tiny_config: Pa
     # no temporary files left behind
     assert not [p for p in run.rglob("*.tmp")]
 
+    # a fresh run under the same name leaves nothing of the earlier one (figures, methods)
+    code, _, err = run_cli(["compare", "--config", str(tiny_config), "--out", str(out),
+                            "--methods", "adam", "--no-plots", "--quiet"], capsys)
+    assert code == 0, err
+    assert not list(run.glob("*.png"))
+    assert {r["method"] for r in _metrics(run / "metrics.csv")} == {"adam"}
+
 
 def test_train_with_flags_and_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, err = run_cli(

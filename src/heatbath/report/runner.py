@@ -220,6 +220,11 @@ def _final_acc(rows: Sequence[Mapping[str, Any]], method: str, seed: int | None)
     return float(np.mean(vals)) if vals else math.nan
 
 
+#: the files a run writes into its folder (besides ``checkpoints/``)
+OUTPUT_FILES = ("config.toml", "metrics.csv", "summary.md", "summary.csv", "curves.png",
+                "decision_maps.png", "histograms.png")
+
+
 @dataclass
 class _Job:
     """Everything needed to train one method (picklable, for worker processes)."""
@@ -305,8 +310,11 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     ckpt_dir = out_dir / "checkpoints"
     if resume and not ckpt_dir.is_dir():
         raise ConfigError(f"--resume: no checkpoints in {ckpt_dir} to continue from")
-    if not resume and ckpt_dir.is_dir():
-        shutil.rmtree(ckpt_dir)
+    if not resume:  # a fresh run: no checkpoint or figure of an earlier run may survive
+        if ckpt_dir.is_dir():
+            shutil.rmtree(ckpt_dir)
+        for stale in OUTPUT_FILES:
+            (out_dir / stale).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_toml(out_dir / "config.toml", c)]
 
@@ -362,8 +370,7 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     messages = [f"{label}: {m}" for label in labels for m in results[label].messages]
     files.append(out_dir / "metrics.csv")
 
-    hp = {label: format_hparams({k: v for k, v in method_hparams(t).items()})
-          for label, t in c["methods"].items()}
+    hp = {label: format_hparams(method_hparams(t)) for label, t in c["methods"].items()}
     title = (f"{c['name']}: {_data_title(c, prep.data)}, {_model_title(c)}, "
              f"{_num(c['subsample'])} % minibatches, {steps:,} steps")
     notes = [f"{label} ({c['methods'][label]['method']}): {hp[label] or 'defaults'}"
