@@ -114,7 +114,9 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
         k = taus.index(1e-5)
         b = int(np.nanargmax(mean))
         ok = mean[k] >= mean[b] - 2 * max(se[k], se[b])
-        v, why = verdict_holds(bool(ok), f"best at τ = {taus[b]:.0e}")
+        v, why = verdict_holds(bool(ok), f"best at τ = {taus[b]:.0e}; where noise starts to "
+                               "hurt depends on the loss normalisation and the data and minibatch "
+                               "sizes, which the caption does not give")
         claims.append(Claim("performance increases with τ up to 1e-5, then decreases (best "
                             "τ = 1e-5)", "best at τ = 1e-5", ours, v, why))
     if 1e-3 in taus:
