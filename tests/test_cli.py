@@ -331,6 +331,18 @@ def test_registry_adds_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"train", "compare", "demo"} <= set(cli.subcommands())
 
 
+def test_plugins_absent_are_skipped_and_broken_ones_warned(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "BUILTIN_PLUGINS", ("heatbath.no_such_module:register",
+                                                 "json:no_such_function"))
+    monkeypatch.setattr(cli, "_PLUGINS_LOADED", False)
+    names = cli.subcommands()
+    assert {"train", "compare", "demo"} <= set(names)
+    err = capsys.readouterr().err
+    assert "no_such_module" not in err  # an absent part of heatbath is skipped silently
+    assert err.count("\n") == 1 and "json:no_such_function not loaded" in err
+
+
 def test_demo_quick_runs_all_six_methods_in_parallel_workers(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``demo --quick`` end to end in two worker processes; the same config rerun in one

@@ -50,7 +50,11 @@ __all__ = ["Subcommand", "add_subcommand", "subcommands", "build_parser", "main"
 
 ENTRY_POINT_GROUP = "heatbath.subcommands"
 #: in-tree subcommand modules: "module:function", the function called with add_subcommand
-BUILTIN_PLUGINS: tuple[str, ...] = ("heatbath.reproduce.cli:register",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "heatbath.reproduce.cli:register",
+    "heatbath.experiments.ctld_cli:register",
+    "heatbath.experiments.structure_cli:register",
+)
 UsageError = ConfigError
 
 
@@ -118,14 +122,31 @@ def _load_plugins() -> None:
         except ModuleNotFoundError as exc:
             if exc.name is not None and module_name.startswith(exc.name):
                 continue  # that part of heatbath is not installed
-            raise
-        getattr(module, func)(add_subcommand)
+            _plugin_warning(ref, exc)
+            continue
+        except Exception as exc:  # a broken plugin must not take train/compare/demo down
+            _plugin_warning(ref, exc)
+            continue
+        try:
+            getattr(module, func)(add_subcommand)
+        except Exception as exc:
+            _plugin_warning(ref, exc)
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.value in BUILTIN_PLUGINS:
             continue
-        obj = ep.load()
-        if callable(obj):
-            obj(add_subcommand)
+        try:
+            obj = ep.load()
+            if callable(obj):
+                obj(add_subcommand)
+        except Exception as exc:
+            _plugin_warning(ep.value, exc)
+
+
+def _plugin_warning(ref: str, exc: BaseException) -> None:
+    if os.environ.get("HEATBATH_DEBUG"):
+        raise exc
+    msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+    print(f"heatbath: warning: subcommand plugin {ref} not loaded ({msg})", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- shared options
