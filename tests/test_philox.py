@@ -13,6 +13,7 @@ from heatbath.optim._philox import (
     baoab_philox_step,
     get_compiled,
     philox4x32_10,
+    philox_fill_,
     philox_normal,
     sgld_philox_step,
 )
@@ -287,6 +288,19 @@ def test_sgld_step_applies_documented_update():
     assert torch.equal(theta, expected)
 
 
+def test_fill_replaces_normal_with_the_same_stream(monkeypatch):
+    out = torch.empty(3, 333, dtype=torch.float64)
+    assert philox_fill_(out, 5, 6, offset=2, std=0.5) is out
+    expected = (torch.tensor(0.5, dtype=torch.float64)
+                * philox_normal(999, 5, 6, offset=2, dtype=torch.float64)).view(3, 333)
+    assert torch.equal(out, expected)
+    monkeypatch.setattr(P, "_STEP_CHUNK", 100)  # pieces give the same numbers
+    again = philox_fill_(torch.empty(3, 333, dtype=torch.float64), 5, 6, offset=2, std=0.5)
+    assert torch.equal(again, expected)
+    with pytest.raises(ValueError, match="out"):
+        philox_fill_(out.t(), 5, 6)
+
+
 def test_steps_update_leaf_parameters_in_place():
     theta = torch.nn.Parameter(torch.zeros(10))
     grad = torch.ones(10)
@@ -398,3 +412,11 @@ def test_compiled_sgld_several_pieces_equals_eager_any_thread_count():
     theta_e = theta.clone()
     sgld_philox_step(theta_e, grad, 0.01, 0.1, 3, 7, off)
     assert torch.equal(results[0], theta_e) and torch.equal(results[1], theta_e)
+
+
+@pytest.mark.slow
+def test_compiled_fill_equals_eager():
+    fill = get_compiled(philox_fill_)
+    out = torch.empty(2, 50_001)
+    fill(out, torch.tensor(9), torch.tensor(4), 3, torch.tensor(0.25))
+    assert torch.equal(out, philox_fill_(torch.empty(2, 50_001), 9, 4, 3, 0.25))
