@@ -9,6 +9,7 @@ median over rounds), on 2 threads and on 1 thread:
 * ``philox_normal``     eager counter-based noise (the no-compiler fallback);
 * ``philox_baoab``      compiled ``baoab_philox_step``: 4 BAOAB updates + in-kernel Philox;
 * ``philox_sgld``       compiled ``sgld_philox_step``;
+* ``philox_fill_``      compiled ``philox_fill_`` into a reused buffer (replaces ``normal_``);
 * ``eager_baoab``       flat eager BAOAB: the same 4 updates + one ``normal_`` into a buffer;
 * ``adam_foreach`` / ``adam_fused``: ``torch.optim.Adam`` step on ``nn.Linear(3162, 3162)``
   (10.0M parameters) with random gradients;
@@ -30,6 +31,7 @@ import torch
 from heatbath.optim._philox import (
     baoab_philox_step,
     get_compiled,
+    philox_fill_,
     philox_normal,
     sgld_philox_step,
 )
@@ -70,14 +72,19 @@ def main() -> None:
 
     baoab_c = get_compiled(baoab_philox_step)
     sgld_c = get_compiled(sgld_philox_step)
+    fill_c = get_compiled(philox_fill_)
     t0 = time.perf_counter()
     baoab_c(theta, mom, grad, *coeffs, seed, step)
     t_baoab = time.perf_counter() - t0
     t0 = time.perf_counter()
     sgld_c(theta, grad, sgld_h, sgld_scale, seed, step)
     t_sgld = time.perf_counter() - t0
-    print(f"n = {n:,}; first call (compile) baoab {t_baoab:.1f} s, sgld {t_sgld:.1f} s; "
-          f"compiled: {baoab_c.is_compiled and sgld_c.is_compiled}")
+    t0 = time.perf_counter()
+    fill_c(noise_buf, seed, step)
+    t_fill = time.perf_counter() - t0
+    print(f"n = {n:,}; first call (compile) baoab {t_baoab:.1f} s, sgld {t_sgld:.1f} s, "
+          f"fill {t_fill:.1f} s; compiled: "
+          f"{baoab_c.is_compiled and sgld_c.is_compiled and fill_c.is_compiled}")
 
     def philox_baoab() -> None:
         step.add_(1)
@@ -111,6 +118,7 @@ def main() -> None:
         "philox_normal (eager)": lambda: philox_normal(n, seed, step),
         "philox_baoab (compiled)": philox_baoab,
         "philox_sgld (compiled)": philox_sgld,
+        "philox_fill_ (compiled)": lambda: fill_c(noise_buf, seed, step),
         "eager_baoab (normal_)": eager_baoab,
         f"adam_foreach ({n_adam / 1e6:.1f}M)": adam_foreach.step,
         f"adam_fused ({n_adam / 1e6:.1f}M)": adam_fused.step,
