@@ -1,0 +1,184 @@
+"""``heatbath ctld sda | charrnn | sensitivity``: the CTLD paper's experiments from the CLI.
+
+:func:`register` adds the subcommand through ``heatbath.cli.add_subcommand`` (listed in
+``heatbath.cli.BUILTIN_PLUGINS`` as ``"heatbath.experiments.ctld_cli:register"``);
+:func:`main_ctld` runs it without the ``heatbath`` front end. Each experiment is one of the
+recipes of :mod:`heatbath.experiments.ctld` and writes into ``--out``:
+
+- ``<name>_*.png``: the curves (SdA: MSE curves and the temperature trace; char-RNN: train and
+  test perplexity; sensitivity: heat maps over (w, sigma) and the line over S),
+- ``<name>_table.csv``: the table, ``<name>_report.md``: the report section (the paper's
+  claims next to our verdicts, sizes, wall time), ``<name>_summary.json``: everything.
+
+``--quick`` runs the recipe's seconds-to-minutes size; without it the documented full size
+(``docs/ctld.md`` gives the wall times). Bad input (an unknown experiment or method, a negative
+seed, a missing text file or MNIST folder, an option that does not apply to the experiment)
+ends with one line ``heatbath ctld: error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from heatbath._validate import check_int
+
+__all__ = ["EXPERIMENTS", "setup", "run", "register", "main_ctld"]
+
+#: experiment name -> one-line description
+EXPERIMENTS = {
+    "sda": "stacked denoising autoencoder on MNIST, six methods (paper Fig. 2)",
+    "charrnn": "3-layer 64-unit character LSTM, six methods (paper Fig. 3)",
+    "sensitivity": "CTLD's test perplexity over (w, sigma) and over S (paper Fig. 4)",
+}
+
+DESCRIPTION = (
+    "Run the experiments of Ye, Zhu & Mantiuk (NIPS 2017), 'Langevin dynamics with continuous "
+    "tempering for training deep neural networks': CTLD against SGD-M, RMSprop, Adam, "
+    "AnnealSGD and Santa. Writes curves (PNG), a table (CSV), a report section with the "
+    "paper's claims and our verdicts (Markdown) and a JSON summary into --out. "
+    + "; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items()) + ".")
+
+
+def setup(p: argparse.ArgumentParser) -> None:
+    """Add the subcommand's arguments to ``p``."""
+    p.add_argument("experiment", choices=tuple(EXPERIMENTS), metavar="EXPERIMENT",
+                   help="sda | charrnn | sensitivity")
+    p.add_argument("--quick", action="store_true",
+                   help="the small size (seconds to a few minutes; numbers are a smoke test)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: runs/ctld-EXPERIMENT, -quick appended)")
+    p.add_argument("--seed", type=int, default=0, help="seed of models, data order and "
+                   "optimizers (default 0)")
+    p.add_argument("--mnist-dir", metavar="DIR",
+                   help="sda: folder with the MNIST IDX files (default: the offline "
+                        "5,000-digit subset)")
+    p.add_argument("--text", metavar="PATH",
+                   help="charrnn, sensitivity: a UTF-8 text file (default: the Python standard "
+                        "library's own source text)")
+    p.add_argument("--methods", metavar="M1,M2,...",
+                   help="sda, charrnn: a subset of ctld, annealsgd, santa, sgdm, rmsprop, adam "
+                        "(default: all six)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's choice)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only the output folder")
+
+
+def _methods(text: str | None, experiment: str) -> tuple[str, ...] | None:
+    from heatbath.experiments.ctld import METHODS
+
+    if text is None:
+        return None
+    if experiment == "sensitivity":
+        raise ValueError("--methods does not apply to sensitivity (it runs CTLD only)")
+    names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    if not names:
+        raise ValueError("--methods is empty; give e.g. ctld,sgdm")
+    for m in names:
+        if m not in METHODS:
+            raise ValueError(f"--methods: unknown method {m!r}; must be among "
+                             f"{', '.join(METHODS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--methods lists a method twice: {text!r}")
+    return names
+
+
+def _check_inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    exp = args.experiment
+    mnist_dir = text = None
+    if args.mnist_dir is not None:
+        if exp != "sda":
+            raise ValueError(f"--mnist-dir applies to sda only, not {exp}")
+        mnist_dir = Path(args.mnist_dir)
+        if not mnist_dir.is_dir():
+            raise ValueError(f"mnist-dir must be a folder with the MNIST IDX files, got "
+                             f"{args.mnist_dir!r}")
+        from heatbath.data import mnist
+
+        try:  # fail now, not after the first method has trained
+            mnist(mnist_dir, split="test")
+        except OSError as exc:
+            raise ValueError(f"mnist-dir {args.mnist_dir!r}: {exc}") from exc
+    if args.text is not None:
+        if exp == "sda":
+            raise ValueError("--text applies to charrnn and sensitivity, not sda")
+        text = Path(args.text)
+        if not text.is_file():
+            raise ValueError(f"text must be a UTF-8 text file, got {args.text!r} (not a file)")
+        try:
+            with text.open(encoding="utf-8") as fh:
+                fh.read(1 << 16)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"text {args.text!r} is not UTF-8: {exc}") from exc
+    return mnist_dir, text
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment named in ``args``; returns the exit status."""
+    if args.experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got "
+                         f"{args.experiment!r}")
+    seed = check_int("seed", args.seed, low=0)
+    if args.threads is not None:
+        check_int("threads", args.threads, low=1)
+    methods = _methods(args.methods, args.experiment)
+    mnist_dir, text = _check_inputs(args)
+    out = Path(args.out) if args.out else Path(
+        "runs") / f"ctld-{args.experiment}{'-quick' if args.quick else ''}"
+
+    import torch
+
+    from heatbath.experiments import ctld
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    kw: dict[str, Any] = {"quick": args.quick, "seed": seed}
+    if methods is not None:
+        kw["methods"] = methods
+    t0 = time.perf_counter()
+    if args.experiment == "sda":
+        ctld.run_sda(out, mnist_dir=mnist_dir, **kw)
+    elif args.experiment == "charrnn":
+        ctld.run_charrnn(out, text_path=text, **kw)
+    else:
+        ctld.run_sensitivity(out, text_path=text, **kw)
+    wall = time.perf_counter() - t0
+    if args.quiet:
+        print(out)
+        return 0
+    report = out / f"{args.experiment}_report.md"
+    print(report.read_text(encoding="utf-8"), end="")
+    print(f"\nctld {args.experiment}: {wall:.1f} s; outputs in {out}/")
+    for path in sorted(out.glob(f"{args.experiment}*")):
+        print(f"  {path}")
+    return 0
+
+
+def register(add_subcommand: Callable[..., None]) -> None:
+    """Register ``heatbath ctld`` with ``heatbath.cli.add_subcommand``."""
+    add_subcommand("ctld", setup, run,
+                   help="CTLD paper experiments: sda, charrnn, sensitivity (Figs. 2-4)",
+                   description=DESCRIPTION)
+
+
+def main_ctld(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: parse ``argv`` and run; errors print one line, exit status 2."""
+    p = argparse.ArgumentParser(prog="heatbath ctld", description=DESCRIPTION)
+    setup(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as exc:
+        print(f"heatbath ctld: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("heatbath ctld: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main_ctld())
