@@ -177,7 +177,7 @@ def test_closure_is_called_and_its_loss_returned():
     l0 = opt.step(closure)
     for _ in range(20):
         loss = opt.step(closure)
-    assert float(loss) < float(l0)
+    assert float(loss.detach()) < float(l0.detach())
 
 
 def test_diagnostics_know_whether_gradients_are_fresh():

@@ -42,7 +42,7 @@ __all__ = ["Partitioned", "NonFiniteGradientError", "METHODS", "posterior_tau"]
 
 METHODS = ("sgld", "baoab", "overdamped", "adl")
 _MOMENTUM_METHODS = ("baoab", "overdamped", "adl")
-NOISE_BACKENDS = ("eager",)
+NOISE_BACKENDS = ("eager", "philox")
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -74,6 +74,11 @@ def _mix_seed(seed: int, key: int) -> int:
     x = (seed * 0x9E3779B97F4A7C15 + key * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (1 << 64)
     x ^= x >> 31
     return x % (1 << 63)
+
+
+def _philox_seed(seed: int, group: dict[str, Any], index: int) -> int:
+    """The group's counter-based stream key, distinct from its ``torch.Generator`` seed."""
+    return _mix_seed(seed, _group_key(group, index) + 0x5EED)
 
 
 def _validate_group(group: dict[str, Any]) -> None:
@@ -163,6 +168,8 @@ class _Flat:
         self.method = group["method"]
         self.mom = torch.zeros_like(self.theta) if self.method in _MOMENTUM_METHODS else None
         self.generator = generator
+        self.noise_kind = group["noise"]
+        self.philox_seed = 0  # set by the optimizer: the group's 63-bit stream seed
         self.h_prev = 0.0
         self.h_seen = group["h"]
         self.consumed: list[Any] = []
@@ -282,7 +289,12 @@ class Partitioned(torch.optim.Optimizer):
             (ε/n, the SGNHT normalisation, for large layers).
         replicas: if given, the leading dimension of every parameter indexes ``replicas``
             independent runs (ensembles); ξ and diagnostics are then per replica.
-        noise: noise backend, ``"eager"`` (``torch.Generator.normal_``).
+        noise: noise backend. ``"eager"`` (default): ``normal_`` from a ``torch.Generator``
+            per group — fastest for small models. ``"philox"``: counter-based Philox4x32-10
+            noise keyed by (group seed, step, index), generated inside one compiled kernel
+            with the BAOAB/SGLD update (``heatbath.optim._philox``); the same numbers
+            whatever the thread count, compiled or not (eager fallback without a compiler).
+            Worth it from ~1M parameters; the first step compiles (tens of seconds, cached).
         seed: seed of the noise; ``None`` draws one from torch's global generator, so
             ``torch.manual_seed`` makes runs reproducible. Each group gets its own stream.
         generator: a ``torch.Generator`` that all groups draw from in group order
@@ -354,6 +366,7 @@ class Partitioned(torch.optim.Optimizer):
             gen = torch.Generator(device=dev)
             gen.manual_seed(_mix_seed(self._seed, _group_key(group, index)))
         flat = _Flat(group, gen)
+        flat.philox_seed = _philox_seed(self._seed, group, index)
         self._flats.append(flat)
         if flat.mom is not None:
             for i, p in enumerate(flat.params):
@@ -412,6 +425,14 @@ class Partitioned(torch.optim.Optimizer):
         self._step_count += 1
         return loss
 
+    def _draw(self, flat: _Flat, buf: Tensor, std: float) -> Tensor:
+        """Fill ``buf`` with N(0, std²) from the group's noise stream."""
+        if flat.noise_kind == "philox":
+            _philox("philox_fill_")(buf.view(-1), flat.philox_seed, self._step_count, 0, std)
+        else:
+            buf.normal_(0.0, std, generator=flat.generator)
+        return buf
+
     def _each(self, flat: _Flat, *bufs: Tensor | None) -> Iterable[tuple[Tensor | None, ...]]:
         """Slices ``[R, n_i]`` of flat buffers, tensor by tensor (the reference path)."""
         for a, b in zip(flat.offsets[:-1], flat.offsets[1:]):
@@ -419,10 +440,11 @@ class Partitioned(torch.optim.Optimizer):
 
     def _step_sgld(self, group: dict[str, Any], flat: _Flat, g: Tensor, h: float) -> None:
         std = group["sigma"] * math.sqrt(h)
-        noise = None
-        if std > 0:
-            noise = flat.noise_buffer(flat.R).view(flat.R, flat.N)
-            noise.normal_(0.0, std, generator=flat.generator)
+        if std > 0 and self.foreach and flat.noise_kind == "philox":
+            _philox("sgld_philox_step")(flat.theta.view(-1), g.reshape(-1), h, std,
+                                        flat.philox_seed, self._step_count)
+            return
+        noise = self._draw(flat, flat.noise_buffer(flat.R), std) if std > 0 else None
         if self.foreach:
             flat.theta.add_(g, alpha=-h)
             if noise is not None:
@@ -437,10 +459,12 @@ class Partitioned(torch.optim.Optimizer):
         gamma = math.inf if flat.method == "overdamped" else float(group["gamma"])
         c, d = S.ou_coefficients(gamma, float(group["tau"]), h)
         kick = 0.5 * (flat.h_prev + h)
-        noise = None
-        if d > 0:
-            noise = flat.noise_buffer(flat.R)
-            noise.normal_(0.0, d, generator=flat.generator)
+        if d > 0 and self.foreach and flat.noise_kind == "philox":
+            _philox("baoab_philox_step")(flat.theta.view(-1), flat.mom.view(-1), g.reshape(-1),
+                                         -kick, 0.5 * h, c, d, flat.philox_seed,
+                                         self._step_count)
+            return
+        noise = self._draw(flat, flat.noise_buffer(flat.R), d) if d > 0 else None
         parts = [(flat.theta, flat.mom, g, noise)] if self.foreach else \
             self._each(flat, flat.theta, flat.mom, g, noise)
         for th, p, gi, ni in parts:
@@ -461,10 +485,7 @@ class Partitioned(torch.optim.Optimizer):
         eps_seg = eps / flat.seg_size if group["epsilon_scale"] == "per_entry" else \
             torch.full_like(flat.seg_size, eps)
         std = group["sigma_A"] * math.sqrt(half)
-        noise = None
-        if std > 0:
-            noise = flat.noise_buffer(2 * flat.R)
-            noise.normal_(0.0, std, generator=flat.generator)
+        noise = self._draw(flat, flat.noise_buffer(2 * flat.R), std) if std > 0 else None
         n1 = None if noise is None else noise[: flat.R]
         n2 = None if noise is None else noise[flat.R :]
         th, p, xi = flat.theta, flat.mom, flat.xi
@@ -592,6 +613,15 @@ class Partitioned(torch.optim.Optimizer):
             flat.consumed = []
         self._step_count = int(extra["step"])
         self._seed = int(extra["seed"])
+        for index, (group, flat) in enumerate(zip(self.param_groups, self._flats)):
+            flat.philox_seed = _philox_seed(self._seed, group, index)
+
+
+def _philox(name: str) -> Callable[..., Any]:
+    """The compiled (or, without a compiler, eager) counter-based noise kernel ``name``."""
+    from . import _philox as ph
+
+    return ph.get_compiled(getattr(ph, name))
 
 
 def _per_replica(x: Tensor, replicated: bool) -> float | list[float]:

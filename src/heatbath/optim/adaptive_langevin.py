@@ -46,7 +46,7 @@ class AdaptiveLangevin(Partitioned):
         xi0: initial thermostat variable ξ₀.
         xi_per: ``"tensor"`` (default, one ξ per parameter tensor) or ``"group"``.
         epsilon_scale: ``"total"`` (default) or ``"per_entry"`` (ε/n).
-        seed, generator, replicas, check_finite, foreach: as in :class:`Partitioned`.
+        seed, generator, replicas, check_finite, foreach, noise: as in :class:`Partitioned`.
     """
 
     def __init__(
@@ -65,8 +65,9 @@ class AdaptiveLangevin(Partitioned):
         replicas: int | None = None,
         check_finite: bool = True,
         foreach: bool | None = None,
+        noise: str = "eager",
     ) -> None:
         super().__init__(params, h, method="adl", tau=tau, sigma_A=sigma_A, epsilon=epsilon,
                          xi0=xi0, xi_per=xi_per, epsilon_scale=epsilon_scale, seed=seed,
                          generator=generator, replicas=replicas, check_finite=check_finite,
-                         foreach=foreach)
+                         foreach=foreach, noise=noise)

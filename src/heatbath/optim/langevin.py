@@ -64,7 +64,7 @@ class Langevin(Partitioned):
         h: time step (> 0); not a learning rate (see :meth:`from_sgd`).
         gamma: friction γ (≥ 0).
         tau: temperature τ (≥ 0); τ = 0 is deterministic SGD-momentum.
-        seed, generator, replicas, check_finite, foreach: as in :class:`Partitioned`.
+        seed, generator, replicas, check_finite, foreach, noise: as in :class:`Partitioned`.
     """
 
     def __init__(
@@ -79,11 +79,12 @@ class Langevin(Partitioned):
         replicas: int | None = None,
         check_finite: bool = True,
         foreach: bool | None = None,
+        noise: str = "eager",
     ) -> None:
         check_real("gamma", gamma, low=0.0)
         super().__init__(params, h, method="baoab", gamma=gamma, tau=tau, seed=seed,
                          generator=generator, replicas=replicas, check_finite=check_finite,
-                         foreach=foreach)
+                         foreach=foreach, noise=noise)
 
     @classmethod
     def from_sgd(cls, params: Iterable[Any], lr: float, momentum: float, tau: float = 0.0,

@@ -30,7 +30,7 @@ class SGLD(Partitioned):
         params: parameters or parameter groups (groups may override ``h`` and ``sigma``).
         h: step size (> 0), the learning rate of SGD.
         sigma: noise amplitude (≥ 0); ``sigma = sqrt(2 * tau)`` targets temperature τ.
-        seed, generator, replicas, check_finite, foreach: as in :class:`Partitioned`.
+        seed, generator, replicas, check_finite, foreach, noise: as in :class:`Partitioned`.
     """
 
     def __init__(
@@ -44,6 +44,8 @@ class SGLD(Partitioned):
         replicas: int | None = None,
         check_finite: bool = True,
         foreach: bool | None = None,
+        noise: str = "eager",
     ) -> None:
         super().__init__(params, h, method="sgld", sigma=sigma, seed=seed, generator=generator,
-                         replicas=replicas, check_finite=check_finite, foreach=foreach)
+                         replicas=replicas, check_finite=check_finite, foreach=foreach,
+                         noise=noise)
