@@ -285,3 +285,15 @@ def test_works_inside_torch_compile():
         torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_step_hooks_run_and_huge_finite_gradients_are_not_flagged():
+    p = nn.Parameter(torch.zeros(4))
+    opt = SGLD([p], h=1e-40, sigma=0.0)
+    calls = []
+    opt.register_step_pre_hook(lambda o, a, k: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, a, k: calls.append("post"))
+    p.grad = torch.full((4,), 3e38)  # finite, but their sum overflows float32
+    opt.step()
+    assert calls == ["pre", "post"]
+    assert torch.isfinite(p).all() and float(p[0]) < 0
