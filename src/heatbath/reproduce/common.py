@@ -33,6 +33,7 @@ import numpy as np
 from heatbath.data import Dataset, make_dataset
 from heatbath.engine import ModelSpec, OptimSpec, TrainResult, train
 from heatbath.report.io import write_csv, write_toml
+from heatbath.report.runner import format_hparams
 
 __all__ = [
     "Claim",
@@ -40,15 +41,23 @@ __all__ = [
     "FigureOutput",
     "FigureSpec",
     "VERDICTS",
+    "begin_figure",
     "deep_merge",
+    "final_numbers_claim",
     "final_values",
+    "finish_figure",
     "make_data",
     "mean_se",
+    "method_labels",
     "all_rows",
     "write_settings",
     "optim_spec",
     "pct",
+    "sweep_stats",
     "train_methods",
+    "train_notes",
+    "train_part",
+    "train_setting",
     "verdict_holds",
     "verdict_mean",
     "verdict_single",
@@ -239,6 +248,70 @@ def train_methods(
     return out
 
 
+def train_setting(
+    ctx: Context,
+    spec: FigureSpec,
+    setting: Mapping[str, Any],
+    data: Dataset,
+    *,
+    steps: int,
+    runs: int,
+    methods: Mapping[str, Mapping[str, Any]] | None = None,
+    part: str = "",
+    **kwargs: Any,
+) -> dict[str, TrainResult]:
+    """:func:`train_methods` with the model, subsampling and minibatch size of ``setting``.
+
+    ``methods`` defaults to ``setting["methods"]``; seeds are ``0 … runs-1``; ``part`` names
+    the sub-experiment in the progress lines; ``kwargs`` go to :func:`train_methods`
+    (``eval_every``, ``eval_steps``, ``snapshot_steps``).
+    """
+    return train_methods(ctx, data, setting["methods"] if methods is None else methods,
+                         model=setting["model"], steps=steps, seeds=range(runs),
+                         subsample=setting.get("subsample"),
+                         batch_size=setting.get("batch_size"),
+                         what=f"{spec.key} {part} " if part else f"{spec.key} ", **kwargs)
+
+
+def train_part(ctx: Context, spec: FigureSpec, cfg: Mapping[str, Any], part: str, evals: int
+               ) -> tuple[int, Dataset, dict[str, TrainResult]]:
+    """Train one data set of a two-data-set figure (Figs. 3, 5): ``cfg[part]`` holds its data,
+    model, methods and steps (capped by ``ctx.steps``); ``cfg["runs"]`` runs, about ``evals``
+    evaluations per run. Returns ``(steps, data, results)``."""
+    c = cfg[part]
+    steps = c["steps"] if ctx.steps is None else min(c["steps"], ctx.steps)
+    data = make_data(c["data"], ctx)
+    res = train_setting(ctx, spec, c, data, steps=steps, runs=cfg["runs"], part=part,
+                        eval_every=max(1, steps // evals))
+    return steps, data, res
+
+
+def train_notes(results: Mapping[str, TrainResult]) -> list[str]:
+    """The engine's messages of every training call (non-finite stops, ...), for the report."""
+    return [msg for res in results.values() for msg in res.messages]
+
+
+def method_labels(methods: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``{label: "adlala (h=0.25, ...)"}``: method and hyperparameters, for legends."""
+    return {k: f"{m['method']} ({format_hparams(m['hparams'])})" for k, m in methods.items()}
+
+
+def begin_figure(spec: FigureSpec, cfg: Mapping[str, Any], ctx: Context) -> tuple[float, Path]:
+    """Start a figure's run: the clock, its folder (created) with ``config.toml`` written."""
+    t0 = time.perf_counter()
+    d = ctx.fig_dir(spec.key)
+    write_settings(d, spec, cfg, ctx.quick)
+    return t0, d
+
+
+def finish_figure(spec: FigureSpec, cfg: dict[str, Any], t0: float, images: list[str],
+                  csvs: list[str], claims: list[Claim], notes: Iterable[str] = ()
+                  ) -> FigureOutput:
+    """The :class:`FigureOutput` of a figure started by :func:`begin_figure` at ``t0``."""
+    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
+                        dict(spec.choices), cfg, time.perf_counter() - t0, list(notes))
+
+
 def final_values(rows: Iterable[Mapping[str, Any]], method: str, split: str = "test",
                  column: str = "accuracy", step: int | None = None) -> np.ndarray:
     """Per-run values of ``column`` at ``step`` (default: each run's last recorded step)."""
@@ -253,6 +326,31 @@ def final_values(rows: Iterable[Mapping[str, Any]], method: str, split: str = "t
         elif int(r["seed"]) not in last or s > last[int(r["seed"])][0]:
             last[int(r["seed"])] = (s, float(r[column]))
     return np.array([v for _, (_, v) in sorted(last.items())], dtype=np.float64)
+
+
+def sweep_stats(rows: Iterable[Mapping[str, Any]], methods: Iterable[str]
+                ) -> tuple[dict[str, tuple[float, float]], np.ndarray, np.ndarray]:
+    """Mean and SE of the final test accuracy per method: ``(stats, mean, se)``, the arrays in
+    the order of ``methods`` with an undefined SE (one run) as 0 (for error bands)."""
+    rows = list(rows)
+    stats = {m: mean_se(final_values(rows, m)) for m in methods}
+    mean = np.array([mu for mu, _ in stats.values()])
+    se = np.array([0.0 if math.isnan(s) else s for _, s in stats.values()])
+    return stats, mean, se
+
+
+def final_numbers_claim(rows: Sequence[Mapping[str, Any]], methods: Iterable[str], steps: int,
+                        runs: int) -> Claim:
+    """A "not tested" claim listing every method's mean final test accuracy and loss (for
+    captions that show curves but state no number or ranking)."""
+    ours = []
+    for m in methods:
+        acc, _ = mean_se(final_values(rows, m))
+        loss, _ = mean_se(final_values(rows, m, column="loss"))
+        ours.append(f"{m} {pct(acc)} (loss {loss:.3f})")
+    return Claim(f"final test accuracy (loss) after {steps:,} steps, mean of {runs} runs",
+                 "curves only (no number in the caption)", "; ".join(ours), "not tested",
+                 "the caption states no number or ranking")
 
 
 def all_rows(results: Mapping[str, TrainResult]) -> list[dict[str, Any]]:

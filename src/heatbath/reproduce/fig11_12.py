@@ -11,26 +11,10 @@ Choices: Eq. (17) is heatbath's stand-in (spec §5); LOL's τ₂ = τ₁ (spec �
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from heatbath.report.plots import plot_curves
-from heatbath.report.runner import format_hparams
-
-from .common import (
-    Claim,
-    Context,
-    FigureOutput,
-    FigureSpec,
-    all_rows,
-    final_values,
-    make_data,
-    mean_se,
-    pct,
-    train_methods,
-    write_rows,
-    write_settings,
-)
+from .common import Context, FigureOutput, FigureSpec
+from .plots import curves_figure
 
 __all__ = ["FIG11", "FIG12", "run"]
 
@@ -98,30 +82,5 @@ FIG12 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train the methods as ensembles; curves of mean ± sd; final numbers in the claims."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
-    data = make_data(cfg["data"], ctx)
-    steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, cfg["methods"], model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"],
-                        eval_every=max(1, steps // 100), what=f"{spec.key} ")
-    rows = all_rows(res)
-    labels = {m: f"{c['method']} ({format_hparams(c['hparams'])})"
-              for m, c in cfg["methods"].items()}
-    a = cfg["data"]["a"]
-    images = [plot_curves(d / "curves.png", rows, labels=labels,
-                          title=f"{spec.title.split(':')[0]}: trigonometric data a = {a:g}, "
-                                f"100-node SHLP, mean ± sd over {runs} runs").name]
-    csvs = [write_rows(d / "metrics.csv", rows)]
-    ours = []
-    for m in res:
-        acc, _ = mean_se(final_values(rows, m))
-        loss, _ = mean_se(final_values(rows, m, column="loss"))
-        ours.append(f"{m} {pct(acc)} (loss {loss:.3f})")
-    claims = [Claim(f"final test accuracy (loss) after {steps:,} steps, mean of {runs} runs",
-                    "curves only (no number in the caption)", "; ".join(ours), "not tested",
-                    "the caption states no number or ranking")]
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return curves_figure(spec, cfg, ctx, f"{spec.title.split(':')[0]}: trigonometric data "
+                                         f"a = {cfg['data']['a']:g}, 100-node SHLP")

@@ -8,26 +8,10 @@ the Langevin layers' O step forgets the momentum entirely (e^{−γh} = e^{−10
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from heatbath.report.plots import plot_curves
-from heatbath.report.runner import format_hparams
-
-from .common import (
-    Claim,
-    Context,
-    FigureOutput,
-    FigureSpec,
-    all_rows,
-    final_values,
-    make_data,
-    mean_se,
-    pct,
-    train_methods,
-    write_rows,
-    write_settings,
-)
+from .common import Context, FigureOutput, FigureSpec
+from .plots import curves_figure
 
 __all__ = ["FIG13", "run"]
 
@@ -63,29 +47,4 @@ FIG13 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train the four methods; curves of mean ± sd; final numbers in the claims."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
-    data = make_data(cfg["data"], ctx)
-    steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, cfg["methods"], model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"],
-                        eval_every=max(1, steps // 100), what=f"{spec.key} ")
-    rows = all_rows(res)
-    labels = {m: f"{c['method']} ({format_hparams(c['hparams'])})"
-              for m, c in cfg["methods"].items()}
-    images = [plot_curves(d / "curves.png", rows, labels=labels,
-                          title=f"Fig. 13: 500-node SHLP, 2-turn spiral with c = 0.1, mean ± sd "
-                                f"over {runs} runs").name]
-    csvs = [write_rows(d / "metrics.csv", rows)]
-    ours = []
-    for m in res:
-        acc, _ = mean_se(final_values(rows, m))
-        loss, _ = mean_se(final_values(rows, m, column="loss"))
-        ours.append(f"{m} {pct(acc)} (loss {loss:.3f})")
-    claims = [Claim(f"final test accuracy (loss) after {steps:,} steps, mean of {runs} runs",
-                    "curves only (no number in the caption)", "; ".join(ours), "not tested",
-                    "the caption states no number or ranking")]
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return curves_figure(spec, cfg, ctx, "Fig. 13: 500-node SHLP, 2-turn spiral with c = 0.1")

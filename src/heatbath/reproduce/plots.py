@@ -7,6 +7,8 @@
 - :func:`plot_heatmap` - a 2-D grid of values with the numbers written in the cells (Fig. 15).
 - :func:`plot_grouped_bars` - grouped bars with a horizontal reference line (Fig. 10).
 - :func:`decision_panel` - a :class:`heatbath.report.plots.MapPanel` from a trained ensemble.
+- :func:`curves_figure` - a whole figure of loss/accuracy curves whose caption states no number
+  (Figs. 11-13).
 """
 
 from __future__ import annotations
@@ -14,14 +16,31 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from heatbath.engine import TrainResult
-from heatbath.report.plots import MapPanel, grid, method_color, plt, save_figure
+from heatbath.report.plots import MapPanel, grid, method_color, plot_curves, plt, save_figure
+
+from .common import (
+    Context,
+    FigureOutput,
+    FigureSpec,
+    all_rows,
+    begin_figure,
+    final_numbers_claim,
+    finish_figure,
+    make_data,
+    method_labels,
+    train_notes,
+    train_setting,
+    write_rows,
+)
 
 __all__ = [
+    "curves_figure",
     "decision_panel",
     "plot_final_accuracy",
     "plot_grouped_bars",
@@ -218,3 +237,21 @@ def plot_grouped_bars(
     if note:
         fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
     return save_figure(fig, path)
+
+
+def curves_figure(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, what: str
+                  ) -> FigureOutput:
+    """Train ``cfg["methods"]`` as ensembles; curves of mean ± sd (``curves.png``, titled
+    ``"{what}, mean ± sd over {runs} runs"``); every method's final numbers in one claim with
+    the verdict "not tested" (the caption shows curves only)."""
+    t0, d = begin_figure(spec, cfg, ctx)
+    data = make_data(cfg["data"], ctx)
+    steps, runs = cfg["steps"], cfg["runs"]
+    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs,
+                        eval_every=max(1, steps // 100))
+    rows = all_rows(res)
+    images = [plot_curves(d / "curves.png", rows, labels=method_labels(cfg["methods"]),
+                          title=f"{what}, mean ± sd over {runs} runs").name]
+    csvs = [write_rows(d / "metrics.csv", rows)]
+    claims = [final_numbers_claim(rows, res, steps, runs)]
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))
