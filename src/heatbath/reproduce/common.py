@@ -54,6 +54,7 @@ __all__ = [
     "optim_spec",
     "pct",
     "sweep_stats",
+    "tau_sweep",
     "train_methods",
     "train_notes",
     "train_part",
@@ -326,6 +327,13 @@ def final_values(rows: Iterable[Mapping[str, Any]], method: str, split: str = "t
         elif int(r["seed"]) not in last or s > last[int(r["seed"])][0]:
             last[int(r["seed"])] = (s, float(r[column]))
     return np.array([v for _, (_, v) in sorted(last.items())], dtype=np.float64)
+
+
+def tau_sweep(method: Mapping[str, Any], taus: Iterable[float], hparam: str = "tau"
+              ) -> dict[str, dict[str, Any]]:
+    """One method setting per temperature: ``{"tau=1e-05": {..., hparams: {hparam: 1e-5}}}``."""
+    return {f"tau={t:.0e}": {"method": method["method"],
+                             "hparams": {**method["hparams"], hparam: t}} for t in taus}
 
 
 def sweep_stats(rows: Iterable[Mapping[str, Any]], methods: Iterable[str]

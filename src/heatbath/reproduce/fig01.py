@@ -12,11 +12,7 @@ higher at τ = 1e-5 than at 1e-8 ("substantially improves").
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
-
-import numpy as np
 
 from heatbath.report.plots import plot_decision_maps
 
@@ -26,14 +22,17 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
-    mean_se,
     pct,
-    train_methods,
+    sweep_stats,
+    tau_sweep,
+    train_notes,
+    train_setting,
     verdict_holds,
     write_rows,
-    write_settings,
 )
 from .plots import decision_panel, plot_lines
 
@@ -69,21 +68,16 @@ FIG1 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """One ensemble per temperature; decision maps of run 0; accuracy against τ."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     taus = [float(t) for t in cfg["taus"]]
-    methods = {f"tau={t:.0e}": {"method": cfg["method"]["method"],
-                                "hparams": {**cfg["method"]["hparams"], "tau": t}}
-               for t in taus}
-    results = train_methods(ctx, data, methods, model=cfg["model"], steps=cfg["steps"],
-                            seeds=range(cfg["runs"]), subsample=cfg["subsample"],
-                            what=f"{spec.key} ")
+    methods = tau_sweep(cfg["method"], taus)
+    results = train_setting(ctx, spec, cfg, data, methods=methods, steps=cfg["steps"],
+                            runs=cfg["runs"])
     rows = all_rows(results)
     X = data.X_test.numpy()
     y = data.y_test.numpy()
-    stats = {m: mean_se(final_values(rows, m)) for m in methods}
+    stats, mean, se = sweep_stats(rows, methods)
     panels = [decision_panel(results[m], X, f"τ = {t:.0e}",
                              f"test accuracy {pct(final_values(rows, m)[0])} (run 0)")
               for m, t in zip(methods, taus, strict=True)]
@@ -91,8 +85,6 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                                  title=f"Fig. 1: BAOAB (h = 0.4, γ = 10), {cfg['steps']:,} "
                                        "steps, 500-node SHLP; test data shown",
                                  note="Probability of class 1 after the last step, run 0.").name]
-    mean = np.array([stats[m][0] for m in methods])
-    se = np.array([0.0 if math.isnan(stats[m][1]) else stats[m][1] for m in methods])
     images.append(plot_lines(d / "accuracy_vs_tau.png", [{
         "title": f"final accuracy against temperature ({cfg['runs']} run(s) each)",
         "xlabel": "τ", "ylabel": "accuracy (%)", "logx": True,
@@ -122,6 +114,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     claims = [Claim("the classifier improves as τ rises from 1e-8 to 1e-5 (test accuracy)",
                     "improves (accuracies printed on the panels, not in the text)", ours,
                     verdict, reason)]
-    notes = [msg for res in results.values() for msg in res.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(results))

@@ -11,8 +11,6 @@ below 60 % (chance is 50 %) or every run stopped on a non-finite loss.
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 
 import numpy as np
@@ -25,14 +23,17 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
-    mean_se,
     pct,
-    train_methods,
+    sweep_stats,
+    tau_sweep,
+    train_notes,
+    train_setting,
     verdict_holds,
     write_rows,
-    write_settings,
 )
 from .plots import decision_panel, plot_lines
 
@@ -66,21 +67,16 @@ FIG16 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """One ensemble per τ; decision maps of run 0; accuracy against τ; the two claims."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     taus = [float(t) for t in cfg["taus"]]
-    methods = {f"tau={t:.0e}": {"method": cfg["method"]["method"],
-                                "hparams": {**cfg["method"]["hparams"], "tau1": t}}
-               for t in taus}
+    methods = tau_sweep(cfg["method"], taus, "tau1")
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, methods, model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"],
-                        eval_every=max(1, steps // 50), what=f"{spec.key} ")
+    res = train_setting(ctx, spec, cfg, data, methods=methods, steps=steps, runs=runs,
+                        eval_every=max(1, steps // 50))
     rows = all_rows(res)
     X, y = data.X_test.numpy(), data.y_test.numpy()
-    stats = {m: mean_se(final_values(rows, m)) for m in methods}
+    stats, mean, se = sweep_stats(rows, methods)
     panels = [decision_panel(res[m], X, f"τ = {t:.0e}: test {pct(final_values(rows, m)[0])}")
               for m, t in zip(methods, taus, strict=True)]
     images = [plot_decision_maps(d / "decision_maps.png", panels, X, y, max_cols=3,
@@ -88,8 +84,6 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                                        "200-node SHLP; test data shown",
                                  note="Run 0 after the last step (a run stopped on a "
                                       "non-finite loss shows its last finite state).").name]
-    mean = np.array([stats[m][0] for m in methods])
-    se = np.array([0.0 if math.isnan(stats[m][1]) else stats[m][1] for m in methods])
     images.append(plot_lines(d / "accuracy_vs_tau.png", [{
         "title": f"LOL final test accuracy against τ ({runs} run(s) each)", "xlabel": "τ",
         "ylabel": "test accuracy (%)", "logx": True,
@@ -128,6 +122,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
         claims.append(Claim("unusable at τ = 1e-3", "unusable",
                             f"{pct(mean[taus.index(1e-3)])}, {len(res[m].diverged)}/{runs} runs "
                             "stopped on a non-finite loss", v, why))
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))
