@@ -23,7 +23,6 @@ to different minima" — the end points' distance relative to their norms,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -38,12 +37,12 @@ from .common import (
     Context,
     FigureOutput,
     FigureSpec,
+    begin_figure,
     final_values,
-    make_data,
-    train_methods,
+    finish_figure,
+    train_part,
     verdict_holds,
     write_rows,
-    write_settings,
 )
 from .plots import plot_lines
 
@@ -163,19 +162,11 @@ def _distance(res_a: TrainResult, res_b: TrainResult) -> np.ndarray:
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train Adam and AdLaLa from the same inits on MNIST and the 1-turn spiral; scan the line."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     alphas = [float(a) for a in cfg["alphas"]]
     panels, csv_rows, claims = [], [], []
     for part, pretty in (("mnist", "MNIST"), ("spiral", "spiral, b = 1")):
-        c = cfg[part]
-        steps = c["steps"] if ctx.steps is None else min(c["steps"], ctx.steps)
-        data = make_data(c["data"], ctx)
-        res = train_methods(ctx, data, c["methods"], model=c["model"], steps=steps,
-                            seeds=range(cfg["runs"]), subsample=c.get("subsample"),
-                            batch_size=c.get("batch_size"), eval_every=max(1, steps // 20),
-                            what=f"{spec.key} {part} ")
+        steps, data, res = train_part(ctx, spec, cfg, part, evals=20)
         lines = []
         for split, X, y in (("train", data.X_train, data.y_train),
                             ("test", data.X_test, data.y_test)):
@@ -226,5 +217,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                          width=6.2, height=4.4).name]
     csvs = [write_rows(d / "interpolation.csv", csv_rows,
                        ("data", "split", "seed", "alpha", "loss"))]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, list(INVESTIGATED))
+    return finish_figure(spec, cfg, t0, images, csvs, claims, INVESTIGATED)

@@ -9,7 +9,6 @@ spiral); we report both spreads, but the caption makes no claim to judge.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -22,12 +21,12 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
-    make_data,
+    finish_figure,
     pct,
-    train_methods,
+    train_part,
     write_rows,
-    write_settings,
 )
 from .plots import plot_lines
 
@@ -96,23 +95,15 @@ def test_curves(rows: list[dict[str, Any]], methods: dict[str, Any], title: str
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train four methods on MNIST and on the spiral; plot the test accuracy curves."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     panels, rows_all, ours = [], [], []
     for part, pretty in (("mnist", "MNIST"), ("spiral", "2-turn spiral")):
-        c = cfg[part]
-        steps = c["steps"] if ctx.steps is None else min(c["steps"], ctx.steps)
-        data = make_data(c["data"], ctx)
-        res = train_methods(ctx, data, c["methods"], model=c["model"], steps=steps,
-                            seeds=range(cfg["runs"]), subsample=c.get("subsample"),
-                            batch_size=c.get("batch_size"), eval_every=max(1, steps // 50),
-                            what=f"{spec.key} {part} ")
+        _, _, res = train_part(ctx, spec, cfg, part, evals=50)
         rows = all_rows(res)
         rows_all.extend({**r, "data": part} for r in rows)
         if part == "mnist":
             pretty += " (full set)" if ctx.mnist_dir else " (5,000-digit subset)"
-        panels.append(test_curves(rows, c["methods"], f"{pretty}, {cfg['runs']} runs"))
+        panels.append(test_curves(rows, cfg[part]["methods"], f"{pretty}, {cfg['runs']} runs"))
         means = {m: float(final_values(rows, m).mean()) for m in res}
         spread = max(means.values()) - min(means.values())
         ours.append(f"{pretty}: " + ", ".join(f"{m} {pct(v)}" for m, v in means.items())
@@ -124,5 +115,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     claims = [Claim("test curves on MNIST vs the 2-turn spiral (no number or statement in the "
                     "caption)", "–", "; ".join(ours), "not tested",
                     "the caption makes no claim")]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0)
+    return finish_figure(spec, cfg, t0, images, csvs, claims)
