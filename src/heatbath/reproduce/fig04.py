@@ -11,7 +11,6 @@ against the paired runs.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -24,14 +23,16 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
     pct,
-    train_methods,
+    train_notes,
+    train_setting,
     verdict_holds,
     verdict_single,
     write_rows,
-    write_settings,
 )
 from .plots import decision_panel, plot_final_accuracy
 
@@ -68,13 +69,10 @@ FIG4 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train both methods from the same inits; maps of runs 0 and 1; judge the numbers."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, cfg["methods"], model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"], what=f"{spec.key} ")
+    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs)
     rows = all_rows(res)
     acc = {(m, split): final_values(rows, m, split) for m in res for split in ("train", "test")}
     X, y = data.X_test.numpy(), data.y_test.numpy()
@@ -113,6 +111,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                         "both panels: 99 > 91, 98 > 94",
                         f"ahead in {int(wins.sum())}/{runs} paired runs; means {pct(ma)} vs "
                         f"{pct(mb)}", v, why))
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))

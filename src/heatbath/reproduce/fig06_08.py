@@ -13,7 +13,6 @@ runs; Fig. 8 pools all runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,6 @@ import numpy as np
 from torch import Tensor
 
 from heatbath.report.plots import plot_curves, plot_histograms
-from heatbath.report.runner import format_hparams
 
 from .common import (
     Claim,
@@ -29,15 +27,18 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
+    method_labels,
     pct,
-    train_methods,
+    train_notes,
+    train_setting,
     verdict_holds,
     verdict_mean,
     verdict_single,
     write_rows,
-    write_settings,
 )
 from .plots import plot_final_accuracy
 
@@ -134,29 +135,22 @@ def param_kinds(snap: Mapping[str, Tensor], runs: slice | int | None = None
     return {k: snap[n][sel].reshape(-1).numpy() for k, n in names.items() if n in snap}
 
 
-def _labels(methods: Mapping[str, Any]) -> dict[str, str]:
-    return {k: f"{m['method']} ({format_hparams(m['hparams'])})" for k, m in methods.items()}
-
-
 def _note(labels: Mapping[str, str]) -> str:
     return "; ".join(labels.values())
 
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train the four (Fig. 8: five) methods, write the figures and judge the caption's claims."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     steps, runs = cfg["steps"], cfg["runs"]
     snaps = sorted({min(s, steps) for s in cfg["snapshot_steps"]} | {steps})
     quote = {int(s): min(int(s), steps) for s in cfg.get("quoted_at", [])}
     evals = sorted(set(range(0, steps + 1, max(1, steps // 100))) | set(quote.values()))
-    results = train_methods(ctx, data, cfg["methods"], model=cfg["model"], steps=steps,
-                            seeds=range(runs), subsample=cfg["subsample"], eval_steps=evals,
-                            snapshot_steps=snaps, what=f"{spec.key} ")
+    results = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs, eval_steps=evals,
+                            snapshot_steps=snaps)
     rows = all_rows(results)
-    labels = _labels(cfg["methods"])
+    labels = method_labels(cfg["methods"])
     csvs = [write_rows(d / "metrics.csv", rows)]
     images = []
     claims: list[Claim] = []
@@ -204,9 +198,8 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                                             f"{runs} runs per method (◇ = paper)").name)
     images.append(plot_curves(d / "curves.png", rows, labels=labels,
                               title=f"{spec.key}: mean ± sd over {runs} runs").name)
-    notes = extra_notes + [msg for res in results.values() for msg in res.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims,
+                         extra_notes + train_notes(results))
 
 
 def offset_notes(finals: Mapping[str, np.ndarray], paper: Mapping[str, float]) -> list[str]:

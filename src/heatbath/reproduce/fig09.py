@@ -11,7 +11,6 @@ the spiral where Adam's does not. We judge it by the test accuracy of the averag
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,14 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
+    finish_figure,
     make_data,
     pct,
-    train_methods,
+    train_notes,
+    train_setting,
     verdict_holds,
     write_rows,
-    write_settings,
 )
 from .plots import decision_panel
 
@@ -77,18 +78,14 @@ def averaged_accuracy(res: Any, X: torch.Tensor, y: torch.Tensor, steps: list[in
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train both methods to 60K steps with snapshots of the last 10 steps before each map."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     steps, k = cfg["steps"], cfg["average_last"]
     at = [steps // 3, 2 * steps // 3, steps]
     windows = {t: list(range(max(1, t - k + 1), t + 1)) for t in at}
     snaps = sorted({s for w in windows.values() for s in w})
-    res = train_methods(ctx, data, cfg["methods"], model=cfg["model"], steps=steps,
-                        seeds=range(cfg["runs"]), subsample=cfg["subsample"],
-                        eval_every=max(1, steps // 100), snapshot_steps=snaps,
-                        what=f"{spec.key} ")
+    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=cfg["runs"],
+                        eval_every=max(1, steps // 100), snapshot_steps=snaps)
     X, y = data.X_test.numpy(), data.y_test.numpy()
     acc = {(m, t): averaged_accuracy(res[m], data.X_test, data.y_test, windows[t])
            for m in res for t in at}
@@ -117,6 +114,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                     "classifier)", "shown visually (no number)",
                     "; ".join(f"{t:,}: AdLaLa {pct(float(acc[('adlala', t)].mean()))} vs Adam "
                               f"{pct(float(acc[('adam', t)].mean()))}" for t in at), v, why)]
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))

@@ -10,7 +10,6 @@ available text: we sweep SGLD's h over {0.05, 0.1, 0.2} and Adam's over {0.001, 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -21,14 +20,16 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
     mean_se,
     pct,
-    train_methods,
+    train_notes,
+    train_setting,
     verdict_holds,
     write_rows,
-    write_settings,
 )
 from .plots import plot_grouped_bars
 
@@ -69,9 +70,7 @@ FIG10 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train every configuration over the same seeds; grouped bars against AdLaLa's line."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     methods: dict[str, Any] = {"adlala": cfg["adlala"]}
     for h in cfg["sgld_h"]:
@@ -80,9 +79,8 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     for h in cfg["adam_h"]:
         methods[f"adam_h{h:g}"] = {"method": "adam", "hparams": {"h": h}}
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, methods, model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"],
-                        eval_every=max(1, steps // 10), what=f"{spec.key} ")
+    res = train_setting(ctx, spec, cfg, data, methods=methods, steps=steps, runs=runs,
+                        eval_every=max(1, steps // 10))
     rows = all_rows(res)
     stat = {m: mean_se(final_values(rows, m)) for m in methods}
     ada = stat["adlala"][0]
@@ -123,6 +121,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
         claims.append(Claim(f"fixed AdLaLa outperforms {name}", "AdLaLa best throughout",
                             f"AdLaLa {pct(ada)} beats {beaten}/{len(others)} bars; best bar "
                             f"{best} {pct(others[best])}", v, why))
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))

@@ -12,7 +12,6 @@ higher mean and a lower variance of the final test accuracy than SGD and both Ad
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -23,13 +22,15 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
     pct,
-    train_methods,
+    train_notes,
+    train_setting,
     verdict_holds,
     write_rows,
-    write_settings,
 )
 from .plots import plot_lines
 
@@ -96,14 +97,11 @@ def accuracy_table(rows: list[dict[str, Any]], method: str) -> tuple[list[int], 
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """Train the six configurations over the same seeds; mean and variance against step."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, cfg["methods"], model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"],
-                        eval_every=max(1, steps // 100), what=f"{spec.key} ")
+    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs,
+                        eval_every=max(1, steps // 100))
     rows = all_rows(res)
     curves = []
     mean_lines, var_lines = [], []
@@ -139,6 +137,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                     "(Gaussian init) has a higher mean and lower variance of the final test "
                     "accuracy than SGD and Adam (both inits)", "shown in the figure (no "
                     "number)", ours, v, why)]
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))

@@ -9,7 +9,6 @@ caption states no number; we report the best and worst cells (verdict "not teste
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -20,13 +19,15 @@ from .common import (
     FigureOutput,
     FigureSpec,
     all_rows,
+    begin_figure,
     final_values,
+    finish_figure,
     make_data,
     mean_se,
     pct,
-    train_methods,
+    train_notes,
+    train_setting,
     write_rows,
-    write_settings,
 )
 from .plots import plot_heatmap
 
@@ -58,17 +59,14 @@ FIG15 = FigureSpec(
 
 def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
     """One ensemble of ``runs`` per cell; the heat map of mean final test accuracy."""
-    t0 = time.perf_counter()
-    d = ctx.fig_dir(spec.key)
-    write_settings(d, spec, cfg, ctx.quick)
+    t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     taus, sigmas = [float(t) for t in cfg["tau1"]], [float(s) for s in cfg["sigma_A"]]
     methods = {f"tau1={t:.0e}_sigmaA={s:g}": {"method": "adlala", "hparams": {
         **cfg["fixed"], "tau1": t, "sigma_A": s}} for t in taus for s in sigmas}
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_methods(ctx, data, methods, model=cfg["model"], steps=steps,
-                        seeds=range(runs), subsample=cfg["subsample"],
-                        eval_steps=[0, steps], what=f"{spec.key} ")
+    res = train_setting(ctx, spec, cfg, data, methods=methods, steps=steps, runs=runs,
+                        eval_steps=[0, steps])
     rows = all_rows(res)
     grid = np.full((len(taus), len(sigmas)), np.nan)
     cells = []
@@ -96,6 +94,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                     f"{pct(best['test_accuracy_mean'])}; worst τ₁ = {worst['tau1']:.0e}, "
                     f"σ_A = {worst['sigma_A']:g}: {pct(worst['test_accuracy_mean'])}",
                     "not tested", "the caption states no number")]
-    notes = [msg for r_ in res.values() for msg in r_.messages]
-    return FigureOutput(spec.key, spec.title, spec.caption, images, csvs, claims,
-                        dict(spec.choices), cfg, time.perf_counter() - t0, notes)
+    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))
