@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from heatbath.engine import TrainResult
 from heatbath.report.plots import MapPanel, grid, method_color, plot_curves, plt, save_figure
@@ -47,6 +48,18 @@ __all__ = [
     "plot_heatmap",
     "plot_lines",
 ]
+
+
+def _finish(fig: Figure, path: str | os.PathLike[str], note: str, *, suptitle: str = "",
+            bottom: float = 0.05) -> Path:
+    """Lay out and save ``fig``: ``suptitle`` on top, ``note`` in a strip of height ``bottom``
+    (figure fraction) at the bottom left; each leaves its room only when given."""
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=12)
+    fig.tight_layout(rect=(0, bottom if note else 0, 1, 0.95 if suptitle else 1))
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
+    return save_figure(fig, path)
 
 
 def decision_panel(res: TrainResult, X: np.ndarray, label: str, subtitle: str = "", *,
@@ -113,10 +126,7 @@ def plot_final_accuracy(
     ax.legend(handles=handles, fontsize=8, loc="lower right")
     if title:
         ax.set_title(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
-    return save_figure(fig, path)
+    return _finish(fig, path, note)
 
 
 def plot_lines(
@@ -155,12 +165,7 @@ def plot_lines(
         ax.set_title(str(p.get("title", "")), fontsize=10, pad=14 if p.get("vlines") else 6)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 0.95 if title else 1))
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
-    return save_figure(fig, path)
+    return _finish(fig, path, note, suptitle=title)
 
 
 def plot_heatmap(
@@ -194,10 +199,7 @@ def plot_heatmap(
     fig.colorbar(im, ax=ax, label=cbar)
     if title:
         ax.set_title(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1))
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
-    return save_figure(fig, path)
+    return _finish(fig, path, note, bottom=0.06)
 
 
 def plot_grouped_bars(
@@ -231,12 +233,7 @@ def plot_grouped_bars(
         ax.set_title(str(p.get("title", "")), fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", ncol=3)
-    if title:
-        fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 0.95 if title else 1))
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
-    return save_figure(fig, path)
+    return _finish(fig, path, note, suptitle=title)
 
 
 def curves_figure(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, what: str
