@@ -191,7 +191,7 @@ class _Flat:
     def make_segment_views(self) -> None:
         assert self.mom is not None and self.xi is not None
         self.p_segs = [self.mom[:, a:b] for a, b in self.seg_bounds]
-        self.xi_segs = [self.xi[:, s : s + 1] for s in range(self.xi.shape[1])]
+        self.e_key: Any = None
 
     # -- views ---------------------------------------------------------------------------------
     def view(self, buf: Tensor, i: int) -> Tensor:
@@ -523,8 +523,13 @@ class Partitioned(torch.optim.Optimizer):
         kick = 0.5 * (flat.h_prev + h)
         tau = float(group["tau"])
         eps = float(group["epsilon"])
-        eps_seg = eps / flat.seg_size if group["epsilon_scale"] == "per_entry" else \
-            torch.full_like(flat.seg_size, eps)
+        key = (h, eps, tau, group["epsilon_scale"])
+        if flat.e_key != key:  # E's constants change only with the hyperparameters
+            eps_seg = eps / flat.seg_size if group["epsilon_scale"] == "per_entry" else \
+                torch.full_like(flat.seg_size, eps)
+            flat.e_consts = (eps_seg, h * eps_seg, h * eps_seg * flat.seg_size * tau)
+            flat.e_key = key
+        eps_seg, e_a, e_b = flat.e_consts
         std = group["sigma_A"] * math.sqrt(half)
         noise = self._draw(flat, flat.noise_buffer(2 * flat.R), std) if std > 0 else None
         n1 = None if noise is None else noise[: flat.R]
@@ -533,13 +538,13 @@ class Partitioned(torch.optim.Optimizer):
         if self.foreach:
             S.B(p, g, kick)
             S.A(th, p, half)
-            S.C(flat.p_segs, flat.xi_segs, half)
+            S.C(flat.p_segs, xi, half)
             if n1 is not None:
                 S.D(p, n1)
-            S.E(xi, flat.p_segs, flat.seg_size, tau, eps_seg, h)
+            S.E(xi, flat.p_segs, e_a, e_b)
             if n2 is not None:
                 S.D(p, n2)
-            S.C(flat.p_segs, flat.xi_segs, half)
+            S.C(flat.p_segs, xi, half)
             S.A(th, p, half)
             return
         # reference path: the same arithmetic tensor by tensor, plain (non-foreach) ops

@@ -61,13 +61,18 @@ def ou_coefficients(gamma: float, tau: float, delta: float) -> tuple[float, floa
     return c, math.sqrt(tau * (1.0 - c * c))
 
 
-def C(p_segs: list[Tensor], xi_segs: list[Tensor], delta: float) -> None:
+def C(p_segs: list[Tensor], xi: Tensor, delta: float) -> None:
     r"""Thermostat friction :math:`C_\delta`: :math:`p \leftarrow e^{-\xi\delta} p` per segment.
 
-    ``p_segs`` are the ``[R, n_s]`` momentum views of the segments, ``xi_segs`` the matching
-    ``[R, 1]`` views of ξ (two multi-tensor kernels whatever the number of segments).
+    ``p_segs`` are the ``[R, n_s]`` momentum views of the segments, ``xi`` is ``[R, S]``: the
+    factors are computed in one small kernel, then one multi-tensor multiply scales every
+    segment.
     """
-    torch._foreach_mul_(p_segs, torch._foreach_exp(torch._foreach_mul(xi_segs, -delta)))
+    factor = torch.exp(xi * -delta).unsqueeze(-1)  # [R, S, 1]
+    if len(p_segs) == 1:
+        p_segs[0].mul_(factor[:, 0])
+    else:
+        torch._foreach_mul_(p_segs, factor.unbind(1))
 
 
 def D(p: Tensor, scaled_noise: Tensor) -> None:
@@ -85,14 +90,13 @@ def segment_sq_sums(p_segs: list[Tensor]) -> Tensor:
     return torch.stack([torch.linalg.vecdot(v, v) for v in p_segs], dim=1)
 
 
-def E(xi: Tensor, p_segs: list[Tensor], seg_size: Tensor, tau: float, eps_per_seg: Tensor,
-      delta: float) -> None:
+def E(xi: Tensor, p_segs: list[Tensor], a: Tensor, b: Tensor) -> None:
     r"""Thermostat variable :math:`E_\delta`:
-    :math:`\xi \leftarrow \xi + \delta\epsilon(p^\top p - n\tau)`.
-
-    ``xi`` is ``[R, S]``; ``eps_per_seg`` holds :math:`\epsilon` per segment (``epsilon``
-    itself, or ``epsilon / n`` in the per-entry normalisation), ``seg_size`` the number ``n`` of
-    entries of each segment.
+    :math:`\xi \leftarrow \xi + \delta\epsilon(p^\top p - n\tau)`, written as
+    :math:`\xi \leftarrow \xi + a\,p^\top p - b` with the per-segment constants
+    :math:`a = \delta\epsilon` and :math:`b = \delta\epsilon n\tau` (``epsilon`` itself or
+    ``epsilon / n`` in the per-entry normalisation), which change only with the
+    hyperparameters.
     """
     kin = segment_sq_sums(p_segs)
-    xi.add_(eps_per_seg * (kin - seg_size * tau), alpha=delta)
+    xi.addcmul_(a, kin).sub_(b)
