@@ -26,13 +26,15 @@ def ctld_main():
 def test_charrnn_quick_two_methods(ctld_main, tmp_path, capsys):
     out = tmp_path / "rnn"
     rc = ctld_main(["ctld", "charrnn", "--quick", "--out", str(out), "--seed", "3",
-                    "--methods", "ctld,sgdm", "--threads", "1"])
+                    "--methods", "ctld,sgdm", "--threads", "1", "--alpha-step-scale", "0.5"])
     assert rc == 0
     for name in ("charrnn_perplexity.png", "charrnn_table.csv", "charrnn_report.md",
                  "charrnn_summary.json"):
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "charrnn_summary.json").read_text())
     assert summary["seed"] == 3 and summary["quick"] is True
+    assert summary["config"]["alpha_step_scale"] == 0.5
+    assert summary["table"][0]["kappa"] == 0.5  # reached the optimizer
     assert [r["method"] for r in summary["table"]] == ["CTLD", "SGD-M"]
     printed = capsys.readouterr().out
     assert "our verdict" in printed and str(out) in printed
@@ -51,6 +53,8 @@ def test_charrnn_quick_two_methods(ctld_main, tmp_path, capsys):
     (["ctld", "charrnn", "--methods", "ctld,foo"], "unknown method 'foo'"),
     (["ctld", "sensitivity", "--methods", "ctld"], "does not apply"),
     (["ctld", "charrnn", "--threads", "0"], "threads"),
+    (["ctld", "charrnn", "--alpha-step-scale", "big"], "alpha-step-scale"),
+    (["ctld", "charrnn", "--alpha-step-scale", "-1"], "alpha-step-scale"),
 ])
 def test_bad_input_exits_2_with_one_line(ctld_main, tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) if needle == "invalid choice" else nullcontext():

@@ -38,6 +38,12 @@ def test_config_rejects_unknown_keys(tmp_path):
 def test_quick_sizes_end_to_end(tmp_path):
     sda = run_sda(tmp_path / "sda", quick=True)
     assert len(sda["table"]) == 6 and (tmp_path / "sda" / "sda_temperature.png").exists()
+    rows = {r["method"]: r for r in sda["table"]}
+    # Santa overflows at large steps (its grid spans 8 decades, GRIDS_SDA): the grid search
+    # must reject diverging values and the final run must stay finite
+    assert not rows["Santa"]["diverged"]
+    assert math.isfinite(rows["Santa"]["test_recon_mse"])
+    assert any("alpha explores" in v["claim"] for v in sda["verdicts"])
     rnn = run_charrnn(tmp_path / "rnn", quick=True)
     assert len(rnn["table"]) == 6
     sens = run_sensitivity(tmp_path / "sens", quick=True)

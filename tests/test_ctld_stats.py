@@ -8,7 +8,7 @@ closed form (spec §2 "Marginals"). Tolerances come from the theory:
 Long runs are marked ``slow``; the default suite keeps one short, still-valid instance of each.
 
 Cost: a CTLD step on these toy problems is ~0.1 ms of Python/torch overhead, so the slow chains
-(3.6 M + 0.8 M + 0.7 M steps) dominate. Each family of chains is computed once per session
+(3.6 M + 0.8 M + 1.4 M steps) dominate. Each family of chains is computed once per session
 (``_chains``), its chains in parallel in ``min(2, cpu_count)`` spawned processes; chains that
 share a setup are reused (the 10^6-step confinement chains are the flat-alpha chains of
 property 6b, whose first 3*10^5 steps that test uses).
@@ -318,11 +318,17 @@ def test_no_overflow_with_huge_energy():
 
 # --------------------------------------------------------------------------- property 8
 def _metad_error(w: float, steps: int, seed: int) -> tuple[float, float]:
+    """Adaptive bias on U = theta^2/2 (d = 1) with the default linear confinement (C = 2).
+
+    Not "reflect": with a reflecting wall the hills are cut at +-delta', the bias grows a trough
+    of half the mean bias height at each wall, its force throws alpha into the wall and back
+    across the interior faster than theta relaxes, and V_b converges to something else
+    (measured: error ~ Delta F at every w, <H|alpha> flat at 1.9 T_c instead of T_c/g)."""
     d, tc, sig = 1, 1.0, 0.1
     p = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
     opt = CTLD([p], lr=0.0025, momentum=0.95, num_data=1, sampling_steps=10**9,
-               temperature=tc, confinement="reflect", hill_height=w, hill_width=sig,
-               num_bins=300, seed=seed, check_finite=False)
+               temperature=tc, confinement="linear", confine_force=2.0, hill_height=w,
+               hill_width=sig, num_bins=300, seed=seed, check_finite=False)
     for _ in range(steps):
         th = p.detach()
         p.grad = th.clone()
@@ -338,13 +344,21 @@ def _metad_error(w: float, steps: int, seed: int) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_metadynamics_converges_as_w_shrinks():
-    """Property 8: the bias error max|(V_b - mean) - (-F + mean)| falls as w is halved and is
-    below 10 % of Delta F at w0/4. Steps scale with 1/w so each run deposits the same mass."""
-    w0, base = 0.004, 100000
-    specs = [{"kind": "metad", "w": w, "steps": base * 2 ** i, "seed": 21}
-             for i, w in enumerate((w0, w0 / 2, w0 / 4))]
+    """Property 8: the bias error max|(V_b - mean) - (-F + mean)| over interior nodes falls as w
+    is halved and is below 10 % of Delta F at w0/4.
+
+    Steps scale with 1/w, so each run deposits the same mass (100, about 4x what filling
+    Delta F over the interval takes); after filling, standard metadynamics' error fluctuates
+    with an amplitude ~ sqrt(w) (Bussi, Laio & Parrinello 2006), so the error of one chain is
+    noisy (sd ~ 0.05-0.08 here): the test compares means over 4 independent chains per w,
+    whose standard errors (~0.02-0.04) are well below the expected steps (0.255 -> 0.176 ->
+    0.112, from a float64 replica of the update with 8 chains per w)."""
+    w0, base, n_chains = 0.002, 50000, 4
+    specs = [{"kind": "metad", "w": w0 / 2 ** i, "steps": base * 2 ** i, "seed": 21 + c}
+             for i in range(3) for c in range(n_chains)]
     out = _chains(*specs)
-    errs = [err for err, _ in out]
+    errs = [float(np.mean([out[i * n_chains + c][0] for c in range(n_chains)]))
+            for i in range(3)]
     delta_f = out[0][1]
     assert errs[0] > errs[1] > errs[2], errs
     assert errs[2] < 0.1 * delta_f, errs

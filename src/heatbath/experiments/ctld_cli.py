@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from heatbath._validate import check_int
+from heatbath._validate import check_int, check_real
 
 __all__ = ["EXPERIMENTS", "setup", "run", "register", "main_ctld"]
 
@@ -63,6 +63,10 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", metavar="M1,M2,...",
                    help="sda, charrnn: a subset of ctld, annealsgd, santa, sgdm, rmsprop, adam "
                         "(default: all six)")
+    p.add_argument("--alpha-step-scale", metavar="KAPPA", default="auto",
+                   help="CTLD's alpha step scale: 'auto' (default: alpha moves at most one bias "
+                        "bin per step under the initial coupling force) or a number (1 = the "
+                        "paper's shared step)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the output folder")
@@ -126,6 +130,14 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         check_int("threads", args.threads, low=1)
     methods = _methods(args.methods, args.experiment)
+    kappa: str | float = args.alpha_step_scale
+    if kappa != "auto":
+        try:
+            kappa = float(kappa)
+        except ValueError:
+            raise ValueError(f"alpha-step-scale must be 'auto' or a number > 0, got "
+                             f"{args.alpha_step_scale!r}") from None
+        check_real("alpha-step-scale", kappa, low=0.0, low_open=True)
     mnist_dir, text = _check_inputs(args)
     out = Path(args.out) if args.out else Path(
         "runs") / f"ctld-{args.experiment}{'-quick' if args.quick else ''}"
@@ -136,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    kw: dict[str, Any] = {"quick": args.quick, "seed": seed}
+    kw: dict[str, Any] = {"quick": args.quick, "seed": seed,
+                          "config": {"alpha_step_scale": kappa}}
     if methods is not None:
         kw["methods"] = methods
     t0 = time.perf_counter()
