@@ -30,7 +30,7 @@ test-all: venv
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 demo: venv
 	$(BIN)/heatbath demo

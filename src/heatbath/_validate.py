@@ -15,7 +15,9 @@ __all__ = ["check_real", "check_int", "check_choice"]
 def _fmt_range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     lo = "-inf" if low is None else repr(low)
     hi = "inf" if high is None else repr(high)
-    return f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    return f"{left}{lo}, {hi}{right}"
 
 
 def check_real(
@@ -33,7 +35,8 @@ def check_real(
     Non-finite values are always rejected.
     """
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a real number in {_fmt_range(low, high, low_open, high_open)}, "
+        raise ValueError(f"{name} must be a real number in "
+                         f"{_fmt_range(low, high, low_open, high_open)}, "
                          f"got {value!r} ({type(value).__name__})")
     v = float(value)
     ok = math.isfinite(v)
