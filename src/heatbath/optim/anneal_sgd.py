@@ -24,14 +24,15 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from heatbath._validate import check_int, check_real
+
+from ._stateful import CounterGeneratorOptimizer
 
 __all__ = ["AnnealSGD"]
 
 
-class AnnealSGD(Optimizer):
+class AnnealSGD(CounterGeneratorOptimizer):
     """SGD-momentum with annealed Gaussian gradient noise sigma_t^2 = eta_n / (1 + t)^gamma.
 
     Args:
@@ -43,6 +44,8 @@ class AnnealSGD(Optimizer):
         weight_decay: torch's L2 weight decay >= 0.
         seed, generator: the randomness (``generator`` wins).
     """
+
+    STATE_KEY = "anneal_sgd"
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float,
                  momentum: float = 0.9, noise_eta: float = 0.01, noise_decay: float = 0.55,
@@ -106,17 +109,3 @@ class AnnealSGD(Optimizer):
             torch._foreach_add_(params, bufs, alpha=-group["lr"])
         self._t += 1
         return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()
-        sd["anneal_sgd"] = {"t": self._t, "generator_state": self._gen.get_state().clone()}
-        return sd
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        sd = dict(state_dict)
-        extra = sd.pop("anneal_sgd", None)
-        if extra is None:
-            raise ValueError("state_dict lacks the 'anneal_sgd' entry of AnnealSGD.state_dict()")
-        super().load_state_dict(sd)
-        self._t = int(extra["t"])
-        self._gen.set_state(extra["generator_state"].clone())

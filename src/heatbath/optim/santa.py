@@ -65,14 +65,15 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from heatbath._validate import check_int, check_real
+
+from ._stateful import CounterGeneratorOptimizer
 
 __all__ = ["Santa"]
 
 
-class Santa(Optimizer):
+class Santa(CounterGeneratorOptimizer):
     """Santa-E: annealed, preconditioned SG-MCMC exploration, then a deterministic refinement.
 
     Args:
@@ -89,6 +90,8 @@ class Santa(Optimizer):
         weight_decay: torch's L2 weight decay >= 0 (part of f).
         seed, generator: the randomness (``generator`` wins).
     """
+
+    STATE_KEY = "santa"
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float,
                  num_data: int, burnin: int, *, sigma: float = 0.95, lambda_: float = 1e-8,
@@ -197,17 +200,3 @@ class Santa(Optimizer):
                 s["g"].copy_(gn)
         self._t = t
         return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()
-        sd["santa"] = {"t": self._t, "generator_state": self._gen.get_state().clone()}
-        return sd
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        sd = dict(state_dict)
-        extra = sd.pop("santa", None)
-        if extra is None:
-            raise ValueError("state_dict lacks the 'santa' entry of Santa.state_dict()")
-        super().load_state_dict(sd)
-        self._t = int(extra["t"])
-        self._gen.set_state(extra["generator_state"].clone())
