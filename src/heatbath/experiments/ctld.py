@@ -255,6 +255,12 @@ def _md_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _claims_table(verdicts: list[tuple[str, str]]) -> list[str]:
+    """Markdown rows of the paper's claims next to our verdicts."""
+    return ["| paper's claim | our verdict |", "|---|---|",
+            *(f"| {c} | {v} |" for c, v in verdicts)]
+
+
 def _smooth(y: list[float], k: int) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     if len(y) < k or k <= 1:
@@ -486,9 +492,8 @@ def _sda_report(cfg: dict[str, Any], source: str, n: int, n_test: int, rows: lis
         f"{quick_note}",
         f"Wall time: {wall:.1f} s.", "",
         _md_table(rows, cols), "",
-        "| paper's claim | our verdict |", "|---|---|",
+        *_claims_table(verdicts),
     ]
-    lines += [f"| {c} | {v} |" for c, v in verdicts]
     lines += ["", "Figures: `sda_mse.png` (MSE curves), `sda_temperature.png` (1/g(alpha) of the "
               "last layer; Santa's and AnnealSGD's fixed schedules).", ""]
     return "\n".join(lines)
@@ -619,8 +624,7 @@ def run_charrnn(out_dir: str | os.PathLike[str], *, quick: bool = False, seed: i
         f"character) on {cfg['eval_windows']} windows. "
         f"{'QUICK size: numbers are a smoke test.' if quick else ''}",
         f"Wall time: {wall:.1f} s.", "", _md_table(rows, cols), "",
-        "| paper's claim | our verdict |", "|---|---|"]
-    lines += [f"| {c} | {v} |" for c, v in verdicts]
+        *_claims_table(verdicts)]
     lines += ["", "Figure: `charrnn_perplexity.png`.", ""]
     write_text(out / "charrnn_report.md", "\n".join(lines))
     summary = {"experiment": "charrnn", "quick": quick, "seed": seed, "config": cfg,
@@ -744,8 +748,7 @@ def run_sensitivity(out_dir: str | os.PathLike[str], *, quick: bool = False, see
         f"test perplexity {ppl0:.3g}. "
         f"{'QUICK size: numbers are a smoke test.' if quick else ''}",
         f"Wall time: {wall:.1f} s.", "", _md_table(rows, cols), "",
-        "| paper's claim | our verdict |", "|---|---|"]
-    lines += [f"| {c} | {v} |" for c, v in verdicts]
+        *_claims_table(verdicts)]
     lines += ["", "Figure: `sensitivity.png` (heat maps over (w, sigma), line plot over S).", ""]
     write_text(out / "sensitivity_report.md", "\n".join(lines))
     summary = {"experiment": "sensitivity", "quick": quick, "seed": seed, "config": cfg,
