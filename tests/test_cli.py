@@ -195,7 +195,7 @@ class _InterruptingBar:
 def test_resume_after_an_interruption_continues_exactly(
         tmp_path: Path, tiny_config: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from heatbath.report import runner
+    from heatbath.engine import experiment as runner
 
     args = ["compare", "--config", str(tiny_config), "--no-plots", "--quiet",
             "--set", "checkpoint_every=10"]
@@ -302,7 +302,8 @@ def test_entry_point_errors_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_registry_adds_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+def test_subcommand_table_value_error_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen = {}
 
     def setup(p):
@@ -314,33 +315,27 @@ def test_registry_adds_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
         seen["x"] = args.x
         return 0
 
-    cli.add_subcommand("hello-test", setup, run, help="a test command")
-    try:
-        assert "hello-test" in cli.subcommands()
-        assert cli.main(["hello-test", "--x", "7"]) == 0 and seen == {"x": 7}
-        capsys.readouterr()
-        # a ValueError from a subcommand is bad input: one line, status 2, no traceback
-        assert cli.main(["hello-test", "--x", "-1"]) == 2
-        assert capsys.readouterr().err == "heatbath hello-test: error: x must be >= 0, got -1\n"
-        with pytest.raises(ValueError, match="already registered"):
-            cli.add_subcommand("hello-test", setup, run)
-        with pytest.raises(ValueError, match="name"):
-            cli.add_subcommand("--bad", setup, run)
-    finally:
-        cli._REGISTRY.pop("hello-test", None)
-    assert {"train", "compare", "demo"} <= set(cli.subcommands())
+    extra = cli.Subcommand("hello-test", "a test command", setup=setup, run=run)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", (*cli.SUBCOMMANDS, extra))
+    assert cli.main(["hello-test", "--x", "7"]) == 0 and seen == {"x": 7}
+    capsys.readouterr()
+    # a ValueError from a subcommand is bad input: one line, status 2, no traceback
+    assert cli.main(["hello-test", "--x", "-1"]) == 2
+    assert capsys.readouterr().err == "heatbath hello-test: error: x must be >= 0, got -1\n"
 
 
-def test_plugins_absent_are_skipped_and_broken_ones_warned(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "BUILTIN_PLUGINS", ("heatbath.no_such_module:register",
-                                                 "json:no_such_function"))
-    monkeypatch.setattr(cli, "_PLUGINS_LOADED", False)
-    names = cli.subcommands()
-    assert {"train", "compare", "demo"} <= set(names)
-    err = capsys.readouterr().err
-    assert "no_such_module" not in err  # an absent part of heatbath is skipped silently
-    assert err.count("\n") == 1 and "json:no_such_function not loaded" in err
+def test_every_subcommand_in_the_table_resolves(capsys: pytest.CaptureFixture[str]) -> None:
+    names = [cmd.name for cmd in cli.SUBCOMMANDS]
+    assert names[:3] == ["train", "compare", "demo"]
+    assert {"reproduce", "ctld", "structure"} <= set(names)
+    for cmd in cli.SUBCOMMANDS:
+        setup, run, description = cmd.resolve()
+        assert callable(setup) and callable(run) and description
+        with pytest.raises(SystemExit) as exc:
+            cli.main([cmd.name, "--help"])
+        assert exc.value.code == 0
+    top = capsys.readouterr().out
+    assert "usage: heatbath structure" in top
 
 
 def test_demo_quick_runs_all_six_methods_in_parallel_workers(

@@ -1,4 +1,4 @@
-"""``heatbath ctld ...`` (experiments/ctld_cli.py): end to end through heatbath.cli.main."""
+"""``heatbath ctld ...`` (papers/ctld/ctld_cli.py): end to end through heatbath.cli.main."""
 
 from __future__ import annotations
 
@@ -8,19 +8,12 @@ from contextlib import nullcontext
 import pytest
 
 from heatbath import cli
-from heatbath.experiments import ctld_cli
 
 
 @pytest.fixture
 def ctld_main():
-    """heatbath.cli.main with ``ctld`` registered (as BUILTIN_PLUGINS will do); the registry is
-    restored afterwards so other tests see the CLI as it was."""
-    saved = dict(cli._REGISTRY)
-    if "ctld" not in cli._REGISTRY:
-        ctld_cli.register(cli.add_subcommand)
-    yield cli.main
-    cli._REGISTRY.clear()
-    cli._REGISTRY.update(saved)
+    """heatbath.cli.main (``ctld`` is in its subcommand table)."""
+    return cli.main
 
 
 def test_charrnn_quick_two_methods(ctld_main, tmp_path, capsys):

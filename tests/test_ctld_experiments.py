@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from heatbath.experiments.ctld import run_charrnn, run_sda, run_sensitivity
+from heatbath.papers.ctld.recipes import run_charrnn, run_sda, run_sensitivity
 
 TINY_RNN = {"max_chars": 20_000, "batch": 4, "seq_len": 16, "steps": 8, "search_steps": 2,
             "grid_size": 2, "log_every": 4, "eval_windows": 4}

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from heatbath.experiments import structure
+from heatbath.papers.structure import experiments as structure
 
 
 @pytest.mark.slow

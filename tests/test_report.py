@@ -1,4 +1,4 @@
-"""Tests of heatbath.report: atomic files, summary statistics, TOML dump, PNG figures."""
+"""Tests of heatbath.output: atomic files, summary statistics, TOML dump, PNG figures."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatbath.report import io as rio
-from heatbath.report.summary import (
+from heatbath.output import io as rio
+from heatbath.output.summary import (
     SUMMARY_COLUMNS,
     summarize,
     summary_markdown,
@@ -171,7 +171,7 @@ def test_write_summary_files(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def plots():
-    return pytest.importorskip("heatbath.report.plots")
+    return pytest.importorskip("heatbath.output.plots")
 
 
 def _check_png(path: Path, plt_image) -> tuple[int, int]:
@@ -233,7 +233,7 @@ def test_method_colours_are_stable_and_distinct(plots) -> None:
 
 
 def test_snapshot_schedule_and_assignments() -> None:
-    from heatbath.report.config import ConfigError, apply_assignments, snapshot_steps
+    from heatbath.engine.config import ConfigError, apply_assignments, snapshot_steps
 
     # the paper's Fig. 6-7 steps for a 10K run, with the initialisation
     assert snapshot_steps(4, 10_000) == [0, 50, 1000, 10_000]

@@ -16,16 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from heatbath.reproduce import FIGURES, figure_spec, main_reproduce, parse_keys, register
-from heatbath.reproduce.common import (
+from heatbath import cli
+from heatbath.papers.integrators import FIGURES, figure_spec, parse_keys
+from heatbath.papers.integrators.common import (
     Claim,
     FigureSpec,
     final_values,
     verdict_mean,
     verdict_single,
 )
-from heatbath.reproduce.fig03 import barrier_height, interpolate_loss
-from heatbath.reproduce.fig06_08 import headline_claims
+from heatbath.papers.integrators.fig03 import barrier_height, interpolate_loss
+from heatbath.papers.integrators.fig06_08 import headline_claims
 
 
 def test_parse_keys() -> None:
@@ -101,7 +102,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_fig4_and_fig8_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "paper"
-    rc = main_reproduce(["fig8", "fig4", "--quick", "--steps", "40", "--runs", "2", "--out",
+    rc = cli.main(["reproduce", "fig8", "fig4", "--quick", "--steps", "40", "--runs", "2", "--out",
                          str(out), "--quiet"])
     assert rc == 0
     for key, pngs in (("fig8", ("histograms.png", "final_accuracy.png", "curves.png")),
@@ -129,7 +130,7 @@ def test_fig4_and_fig8_end_to_end(tmp_path: Path) -> None:
 
 def test_fig3_line_ends_are_the_trained_minima(tmp_path: Path) -> None:
     """θ(0) and θ(1) are the two trained models: their losses equal the engine's evaluation."""
-    from heatbath.reproduce.common import Context, make_data, train_methods
+    from heatbath.papers.integrators.common import Context, make_data, train_methods
 
     spec, _ = figure_spec("fig3")
     c = spec.resolve(True)["spiral"]
@@ -146,15 +147,11 @@ def test_fig3_line_ends_are_the_trained_minima(tmp_path: Path) -> None:
 
 
 def test_cli_registration_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from heatbath import cli
-
-    if "reproduce" not in cli.subcommands():
-        register(cli.add_subcommand)
     assert cli.main(["reproduce", "--list"]) == 0
     assert "fig16" in capsys.readouterr().out
     assert cli.main(["reproduce", "fig2"]) == 2
     assert "figure must be one of" in capsys.readouterr().err
-    assert main_reproduce(["fig8", "--threads", "0"]) == 2
+    assert cli.main(["reproduce", "fig8", "--threads", "0"]) == 2
     assert "threads" in capsys.readouterr().err
 
 
@@ -162,7 +159,8 @@ def test_cli_registration_and_errors(capsys: pytest.CaptureFixture[str]) -> None
 def test_all_quick(tmp_path: Path) -> None:
     """``heatbath reproduce all --quick``: every figure, one report (about 5-8 min on 2 cores)."""
     out = tmp_path / "paper"
-    assert main_reproduce(["all", "--quick", "--jobs", "2", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["reproduce", "all", "--quick", "--jobs", "2", "--out", str(out),
+                     "--quiet"]) == 0
     report = (out / "REPORT.md").read_text(encoding="utf-8")
     for key in FIGURES:
         spec, _ = figure_spec(key)

@@ -1,6 +1,6 @@
-"""The ``heatbath`` command line: ``train``, ``compare``, ``demo`` (and registered extras).
+"""The ``heatbath`` command line: one static table of subcommands (:data:`SUBCOMMANDS`).
 
-Every experiment command builds one config dict (see :mod:`heatbath.report.config`), resolves and
+Every experiment command builds one config dict (see :mod:`heatbath.engine.config`), resolves and
 checks it, runs it through the training engine as batched ensembles (all seeds of a method in
 one computation) and writes ``<out>/<name>/``::
 
@@ -14,12 +14,11 @@ one computation) and writes ``<out>/<name>/``::
 Bad input (unknown method, dataset or key, a negative size, a malformed config) ends with one
 line ``heatbath <command>: error: ...`` naming the field, and exit status 2.
 
-Other modules add subcommands with :func:`add_subcommand` (``name``, a function that adds the
-subcommand's arguments to its ``argparse`` parser, a function that runs it and returns the exit
-status). They are found in two ways: the in-tree ``register`` functions listed in
-:data:`BUILTIN_PLUGINS` (skipped when their module is absent), and the ``heatbath.subcommands``
-entry-point group (each entry point names a module, imported so that it calls
-:func:`add_subcommand` itself, or a function called with :func:`add_subcommand`).
+The subcommands are listed in :data:`SUBCOMMANDS`: ``train``, ``compare`` and ``demo`` are
+defined here; ``reproduce``, ``ctld`` and ``structure`` live with their paper under
+:mod:`heatbath.papers` and are imported only when they run (they pull in heavier dependencies).
+Each is a ``setup(parser)`` function that adds its arguments and a ``run(args)`` function that
+returns the exit status.
 
 A ``ValueError`` raised by a subcommand's run function is bad input by the house rules: it is
 printed as one line and the exit status is 2. Set ``HEATBATH_DEBUG=1`` to get the traceback.
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -38,7 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from heatbath import __version__
-from heatbath.report.config import (
+from heatbath.engine.config import (
     METHOD_NAMES,
     ConfigError,
     apply_assignments,
@@ -46,17 +44,7 @@ from heatbath.report.config import (
     merge,
 )
 
-__all__ = ["Subcommand", "add_subcommand", "subcommands", "build_parser", "main", "UsageError"]
-
-ENTRY_POINT_GROUP = "heatbath.subcommands"
-#: in-tree subcommand modules: "module:function", the function called with add_subcommand
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "heatbath.reproduce.cli:register",
-    "heatbath.experiments.ctld_cli:register",
-    "heatbath.experiments.structure_cli:register",
-)
-UsageError = ConfigError
-
+__all__ = ["Subcommand", "SUBCOMMANDS", "build_parser", "main"]
 
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (and exit status 2)."""
@@ -67,86 +55,28 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class Subcommand:
-    """A registered subcommand: ``setup(parser)`` adds its arguments, ``run(args)`` runs it."""
+    """One row of :data:`SUBCOMMANDS`.
+
+    ``target`` is ``"module"`` for a subcommand defined in another module (that module's
+    ``setup(parser)``, ``run(args)`` and ``DESCRIPTION`` are used, imported only when the
+    subcommand is parsed) or ``""`` for one defined here (``setup``/``run`` given directly).
+    """
 
     name: str
-    setup: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-    help: str = ""
+    help: str
+    target: str = ""
+    setup: Callable[[argparse.ArgumentParser], None] | None = None
+    run: Callable[[argparse.Namespace], int] | None = None
     description: str = ""
 
-
-_REGISTRY: dict[str, Subcommand] = {}
-
-
-def add_subcommand(
-    name: str,
-    setup_fn: Callable[[argparse.ArgumentParser], None],
-    run_fn: Callable[[argparse.Namespace], int],
-    *,
-    help: str = "",
-    description: str = "",
-    replace: bool = False,
-) -> None:
-    """Register ``heatbath <name>``.
-
-    ``setup_fn(parser)`` adds arguments; ``run_fn(args)`` does the work and returns the exit
-    status. ``run_fn`` may raise :class:`UsageError` (= :class:`ConfigError`, a ``ValueError``)
-    for bad input: :func:`main` prints its message as one line and exits with status 2.
-    """
-    if not name or not name.replace("-", "").isalnum() or name.startswith("-"):
-        raise ValueError(f"name must be a word like 'reproduce', got {name!r}")
-    if name in _REGISTRY and not replace:
-        raise ValueError(f"subcommand {name!r} is already registered")
-    _REGISTRY[name] = Subcommand(name, setup_fn, run_fn, help, description)
-
-
-def subcommands() -> dict[str, Subcommand]:
-    """The registered subcommands by name (built-ins and those found through entry points)."""
-    _load_plugins()
-    return dict(_REGISTRY)
-
-
-_PLUGINS_LOADED = False
-
-
-def _load_plugins() -> None:
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    for ref in BUILTIN_PLUGINS:
-        module_name, _, func = ref.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue  # that part of heatbath is not installed
-            _plugin_warning(ref, exc)
-            continue
-        except Exception as exc:  # a broken plugin must not take train/compare/demo down
-            _plugin_warning(ref, exc)
-            continue
-        try:
-            getattr(module, func)(add_subcommand)
-        except Exception as exc:
-            _plugin_warning(ref, exc)
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value in BUILTIN_PLUGINS:
-            continue
-        try:
-            obj = ep.load()
-            if callable(obj):
-                obj(add_subcommand)
-        except Exception as exc:
-            _plugin_warning(ep.value, exc)
-
-
-def _plugin_warning(ref: str, exc: BaseException) -> None:
-    if os.environ.get("HEATBATH_DEBUG"):
-        raise exc
-    msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-    print(f"heatbath: warning: subcommand plugin {ref} not loaded ({msg})", file=sys.stderr)
+    def resolve(self) -> tuple[Callable[[argparse.ArgumentParser], None],
+                               Callable[[argparse.Namespace], int], str]:
+        """``(setup, run, description)``, importing the subcommand's module if it has one."""
+        if not self.target:
+            assert self.setup is not None and self.run is not None
+            return self.setup, self.run, self.description or self.help
+        module = importlib.import_module(self.target)
+        return module.setup, module.run, getattr(module, "DESCRIPTION", None) or self.help
 
 
 # --------------------------------------------------------------------------- shared options
@@ -402,7 +332,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_config(cfg: dict[str, Any], args: argparse.Namespace, *, title: str) -> int:
-    from heatbath.report.runner import run_experiment  # engine and matplotlib load lazily
+    from heatbath.engine.experiment import run_experiment  # engine and matplotlib load lazily
 
     result = run_experiment(cfg, quiet=args.quiet, resume=args.resume)
     if not args.quiet:
@@ -413,45 +343,57 @@ def _run_config(cfg: dict[str, Any], args: argparse.Namespace, *, title: str) ->
     return 0
 
 
-add_subcommand(
-    "train", _setup_train, _run_train,
-    help="train one method (several seeds as one batch)",
-    description="Train one method on one dataset, several seeds as one batched ensemble, and "
-                "write metrics, a summary and plots to OUT/NAME/.")
-add_subcommand(
-    "compare", _setup_compare, _run_compare,
-    help="compare methods × seeds (flags or a TOML config)",
-    description="Compare several methods, each over several seeds, on one dataset and model; "
-                "from flags or a TOML config (see heatbath/configs/demo.toml).")
-add_subcommand(
-    "demo", _setup_demo, _run_demo,
-    help="AdLaLa, LOL, Langevin, SGLD, SGD, Adam on the 2-turn spiral, 20 seeds each",
-    description="The paper's spiral comparison (Fig. 8 hyperparameters): six methods, 20 seeds "
-                "each, 20-node SHLP, 500 train / 1000 test points, 5 % subsampling, 10K steps. "
-                "Prints the table and where the plots are.")
+#: every ``heatbath`` subcommand, in the order ``heatbath --help`` lists them
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand(
+        "train", "train one method (several seeds as one batch)",
+        setup=_setup_train, run=_run_train,
+        description="Train one method on one dataset, several seeds as one batched ensemble, "
+                    "and write metrics, a summary and plots to OUT/NAME/."),
+    Subcommand(
+        "compare", "compare methods × seeds (flags or a TOML config)",
+        setup=_setup_compare, run=_run_compare,
+        description="Compare several methods, each over several seeds, on one dataset and "
+                    "model; from flags or a TOML config (see heatbath/configs/demo.toml)."),
+    Subcommand(
+        "demo", "AdLaLa, LOL, Langevin, SGLD, SGD, Adam on the 2-turn spiral, 20 seeds each",
+        setup=_setup_demo, run=_run_demo,
+        description="The paper's spiral comparison (Fig. 8 hyperparameters): six methods, 20 "
+                    "seeds each, 20-node SHLP, 500 train / 1000 test points, 5 % subsampling, "
+                    "10K steps. Prints the table and where the plots are."),
+    Subcommand("reproduce", "reproduce the paper's figures (fig1 … fig16)",
+               target="heatbath.papers.integrators.reproduce_cli"),
+    Subcommand("ctld", "CTLD paper experiments: sda, charrnn, sensitivity (Figs. 2-4)",
+               target="heatbath.papers.ctld.ctld_cli"),
+    Subcommand("structure", "structure-preserving networks: 2-D flows, MNIST, robustness",
+               target="heatbath.papers.structure.structure_cli"),
+)
 
 
-def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
-    """The top-level parser with every registered subcommand (``plugins=False``: built-ins and
-    those registered so far, without importing plugin modules)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser. Every subcommand is listed; only ``command``'s arguments are set
+    up (``None``: all of them), so a command imports no other command's module."""
     parser = _Parser(prog="heatbath",
                      description="Thermodynamic training experiments (heatbath "
                                  f"{__version__}).")
     parser.add_argument("--version", action="version", version=f"heatbath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for cmd in (subcommands() if plugins else dict(_REGISTRY)).values():
-        sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help)
-        cmd.setup(sp)
-        sp.set_defaults(_run=cmd.run)
+    for cmd in SUBCOMMANDS:
+        if command is not None and cmd.name != command:
+            sub.add_parser(cmd.name, help=cmd.help, add_help=False)
+            continue
+        setup, run, description = cmd.resolve()
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=description)
+        setup(sp)
+        sp.set_defaults(_run=run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heatbath`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # plugin modules import heavy dependencies: load them only when the command is not a
-    # built-in one (or for the top-level help)
-    parser = build_parser(plugins=not (argv and argv[0] in _REGISTRY))
+    names = {cmd.name for cmd in SUBCOMMANDS}
+    parser = build_parser(argv[0] if argv and argv[0] in names else None)
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()

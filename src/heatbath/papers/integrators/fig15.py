@@ -29,7 +29,7 @@ from .common import (
     train_setting,
     write_rows,
 )
-from .plots import plot_heatmap
+from .figplots import plot_heatmap
 
 __all__ = ["FIG15", "run"]
 

@@ -2,7 +2,7 @@
 
 All functions draw with matplotlib's non-interactive Agg backend (no display needed), take plain
 numpy data (so they do not depend on how it was produced), and save the PNG atomically through
-:mod:`heatbath.report.io`. Each method keeps one colour across all figures of a run.
+:mod:`heatbath.output.io`. Each method keeps one colour across all figures of a run.
 
 * :func:`plot_decision_maps` - the paper's Fig. 1/9 style: the classifier's probability of class 1
   as a filled map over the plane, its 0.5 level as a line, the data on top; one panel per method.
@@ -31,7 +31,7 @@ from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from heatbath.report.io import write_bytes  # noqa: E402
+from heatbath.output.io import write_bytes  # noqa: E402
 
 __all__ = [
     "DPI",

@@ -1,4 +1,4 @@
-"""Figure-specific plots of the reproductions (the generic ones come from heatbath.report.plots).
+"""Figure-specific plots of the reproductions (the generic ones come from heatbath.output.plots).
 
 - :func:`plot_final_accuracy` - every run's final test accuracy per method (strip + box), with
   the paper's reported number as a marker (Figs. 4, 6-8, 14 summaries).
@@ -6,7 +6,7 @@
   mean and variance, Fig. 16 accuracy against τ).
 - :func:`plot_heatmap` - a 2-D grid of values with the numbers written in the cells (Fig. 15).
 - :func:`plot_grouped_bars` - grouped bars with a horizontal reference line (Fig. 10).
-- :func:`decision_panel` - a :class:`heatbath.report.plots.MapPanel` from a trained ensemble.
+- :func:`decision_panel` - a :class:`heatbath.output.plots.MapPanel` from a trained ensemble.
 - :func:`curves_figure` - a whole figure of loss/accuracy curves whose caption states no number
   (Figs. 11-13).
 """
@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 from heatbath.engine import TrainResult
-from heatbath.report.plots import MapPanel, grid, method_color, plot_curves, plt, save_figure
+from heatbath.output.plots import MapPanel, grid, method_color, plot_curves, plt, save_figure
 
 from .common import (
     Context,

@@ -21,14 +21,14 @@ from typing import Any
 
 import torch
 
-from heatbath.report.io import write_json
+from heatbath.output.io import write_json
 
+from .claims_report import write_report
 from .common import Claim, Context, FigureOutput, FigureSpec
-from .report import write_report
 
 __all__ = ["FIGURES", "figure_spec", "parse_keys", "run_figure", "run_figures", "load_outputs"]
 
-#: figure key -> (module in heatbath.reproduce, name of its FigureSpec)
+#: figure key -> (module in heatbath.papers.integrators, name of its FigureSpec)
 FIGURES: dict[str, tuple[str, str]] = {
     "fig1": ("fig01", "FIG1"),
     "fig3": ("fig03", "FIG3"),
@@ -73,7 +73,7 @@ def parse_keys(names: Sequence[str]) -> list[str]:
 def figure_spec(key: str) -> tuple[FigureSpec, Any]:
     """The figure's spec and its module."""
     mod_name, spec_name = FIGURES[key]
-    mod = importlib.import_module(f"heatbath.reproduce.{mod_name}")
+    mod = importlib.import_module(f"heatbath.papers.integrators.{mod_name}")
     return getattr(mod, spec_name), mod
 
 

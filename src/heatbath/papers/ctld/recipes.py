@@ -51,7 +51,7 @@ from heatbath.models.sda import StackedDAE
 from heatbath.optim.anneal_sgd import AnnealSGD
 from heatbath.optim.ctld import CTLD, ctld_defaults
 from heatbath.optim.santa import Santa
-from heatbath.report.io import write_csv, write_json, write_text
+from heatbath.output.io import write_csv, write_json, write_text
 
 __all__ = ["METHODS", "run_sda", "run_charrnn", "run_sensitivity", "make_optimizer",
            "alpha_step_scale_for"]
@@ -488,7 +488,7 @@ def _sda_report(cfg: dict[str, Any], source: str, n: int, n_test: int, rows: lis
         "for the first half of each layer (fresh alpha and bias per layer), Santa explores for "
         f"the first half. lr grid search on layer 1 with {cfg['search_steps']} steps "
         f"({cfg['grid_size']} values per method). CTLD's alpha step scale kappa: "
-        f"{cfg['alpha_step_scale']} (module docstring of heatbath.experiments.ctld). "
+        f"{cfg['alpha_step_scale']} (module docstring of heatbath.papers.ctld.recipes). "
         f"{quick_note}",
         f"Wall time: {wall:.1f} s.", "",
         _md_table(rows, cols), "",

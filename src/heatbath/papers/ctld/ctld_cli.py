@@ -1,9 +1,8 @@
 """``heatbath ctld sda | charrnn | sensitivity``: the CTLD paper's experiments from the CLI.
 
-:func:`register` adds the subcommand through ``heatbath.cli.add_subcommand`` (listed in
-``heatbath.cli.BUILTIN_PLUGINS`` as ``"heatbath.experiments.ctld_cli:register"``);
-:func:`main_ctld` runs it without the ``heatbath`` front end. Each experiment is one of the
-recipes of :mod:`heatbath.experiments.ctld` and writes into ``--out``:
+``heatbath.cli`` lists it in its subcommand table and calls :func:`setup` and :func:`run`.
+Each experiment is one of the recipes of :mod:`heatbath.papers.ctld.recipes` and writes into
+``--out``:
 
 - ``<name>_*.png``: the curves (SdA: MSE curves and the temperature trace; char-RNN: train and
   test perplexity; sensitivity: heat maps over (w, sigma) and the line over S),
@@ -19,15 +18,13 @@ ends with one line ``heatbath ctld: error: ...`` and exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from heatbath._validate import check_int, check_real
 
-__all__ = ["EXPERIMENTS", "setup", "run", "register", "main_ctld"]
+__all__ = ["DESCRIPTION", "EXPERIMENTS", "setup", "run"]
 
 #: experiment name -> one-line description
 EXPERIMENTS = {
@@ -73,7 +70,7 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def _methods(text: str | None, experiment: str) -> tuple[str, ...] | None:
-    from heatbath.experiments.ctld import METHODS
+    from heatbath.papers.ctld.recipes import METHODS
 
     if text is None:
         return None
@@ -144,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from heatbath.experiments import ctld
+    from heatbath.papers.ctld import recipes as ctld
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -169,29 +166,3 @@ def run(args: argparse.Namespace) -> int:
     for path in sorted(out.glob(f"{args.experiment}*")):
         print(f"  {path}")
     return 0
-
-
-def register(add_subcommand: Callable[..., None]) -> None:
-    """Register ``heatbath ctld`` with ``heatbath.cli.add_subcommand``."""
-    add_subcommand("ctld", setup, run,
-                   help="CTLD paper experiments: sda, charrnn, sensitivity (Figs. 2-4)",
-                   description=DESCRIPTION)
-
-
-def main_ctld(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: parse ``argv`` and run; errors print one line, exit status 2."""
-    p = argparse.ArgumentParser(prog="heatbath ctld", description=DESCRIPTION)
-    setup(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as exc:
-        print(f"heatbath ctld: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("heatbath ctld: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main_ctld())

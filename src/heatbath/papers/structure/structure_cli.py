@@ -1,5 +1,5 @@
 """``heatbath structure shapes2d|mnist|robustness|thermo|all``: the structure-preserving
-experiments of :mod:`heatbath.experiments.structure` from the command line."""
+experiments of :mod:`heatbath.papers.structure.experiments` from the command line."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from heatbath._validate import check_int
-from heatbath.report.io import write_text
+from heatbath.output.io import write_text
 
-__all__ = ["setup", "run", "register", "EXPERIMENTS"]
+__all__ = ["DESCRIPTION", "EXPERIMENTS", "setup", "run"]
 
-#: experiment name -> (function name in heatbath.experiments.structure, one-line description)
+DESCRIPTION = __doc__
+
+#: experiment name -> (function name in heatbath.papers.structure.experiments, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "shapes2d": ("run_shapes2d", "2-D classification on five data sets, feature flow per layer"),
     "mnist": ("run_mnist_families", "MNIST accuracy of each block family at equal size"),
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)} or 'all'; "
                              f"got {name!r}")
     seed = check_int("seed", args.seed, low=0)
-    from heatbath.experiments import structure
+    from heatbath.papers.structure import experiments as structure
 
     for name in names:
         fn: Callable[..., dict[str, Any]] = getattr(structure, EXPERIMENTS[name][0])
@@ -59,9 +61,3 @@ def run(args: argparse.Namespace) -> int:
                   f"({keys})", flush=True)
         write_text(out / "result.json", json.dumps(result, indent=2, default=str))
     return 0
-
-
-def register(add_subcommand: Callable[..., None]) -> None:
-    add_subcommand("structure", setup, run,
-                   help="structure-preserving networks: 2-D flows, MNIST, robustness",
-                   description=__doc__)

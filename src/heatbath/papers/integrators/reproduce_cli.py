@@ -1,24 +1,18 @@
-"""``heatbath reproduce fig1 … fig16 | all``: the subcommand and a standalone entry point.
-
-:func:`register` adds the subcommand to ``heatbath.cli`` (through its ``add_subcommand``);
-:func:`main_reproduce` runs it without the ``heatbath`` front end
-(``python -m heatbath.reproduce fig8``).
-"""
+"""``heatbath reproduce fig1 … fig16 | all``: :func:`setup` adds its arguments, :func:`run` runs
+it (``heatbath.cli`` lists it in its subcommand table)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from heatbath._validate import check_int
 
 from .common import Context
-from .runner import FIGURES, figure_spec, parse_keys, run_figures
+from .figures import FIGURES, figure_spec, parse_keys, run_figures
 
-__all__ = ["setup", "run", "register", "main_reproduce"]
+__all__ = ["DESCRIPTION", "setup", "run"]
 
 DESCRIPTION = (
     "Reproduce the figures of Leimkuhler, Matthews & Vlaar (2019), 'Partitioned integrators "
@@ -77,24 +71,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"reproduce: {len(keys)} figure(s) in {time.perf_counter() - t0:.1f} s; report: "
               f"{ctx.out / 'REPORT.md'}")
     return 0
-
-
-def register(add_subcommand: Callable[..., None]) -> None:
-    """Register ``heatbath reproduce`` with ``heatbath.cli.add_subcommand``."""
-    add_subcommand("reproduce", setup, run, help="reproduce the paper's figures (fig1 … fig16)",
-                   description=DESCRIPTION)
-
-
-def main_reproduce(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: parse ``argv`` and run; errors print one line, exit status 2."""
-    p = argparse.ArgumentParser(prog="heatbath reproduce", description=DESCRIPTION)
-    setup(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as exc:
-        print(f"heatbath reproduce: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("heatbath reproduce: interrupted", file=sys.stderr)
-        return 130

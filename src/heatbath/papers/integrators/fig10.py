@@ -31,7 +31,7 @@ from .common import (
     verdict_holds,
     write_rows,
 )
-from .plots import plot_grouped_bars
+from .figplots import plot_grouped_bars
 
 __all__ = ["FIG10", "run"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from heatbath.report.plots import plot_decision_maps
+from heatbath.output.plots import plot_decision_maps
 
 from .common import (
     Claim,
@@ -34,7 +34,7 @@ from .common import (
     verdict_holds,
     write_rows,
 )
-from .plots import decision_panel, plot_lines
+from .figplots import decision_panel, plot_lines
 
 __all__ = ["FIG1", "run", "SUBSTANTIAL"]
 

@@ -8,13 +8,11 @@ neural networks" (2019); spec ``thermodynamic-integrators.md`` §7 lists the fig
   ``run(spec, cfg, ctx)``.
 - :func:`run_figures` / :func:`run_figure` — run figures into ``ctx.out`` and rewrite
   ``REPORT.md``.
-- :func:`main_reproduce` — the command line (``python -m heatbath.reproduce all --quick``);
-  :func:`register` adds it to ``heatbath`` as ``heatbath reproduce``.
+- :mod:`.reproduce_cli` — ``heatbath reproduce`` (``setup``/``run`` for :mod:`heatbath.cli`).
 """
 
-from .cli import main_reproduce, register
 from .common import Claim, Context, FigureOutput, FigureSpec
-from .runner import FIGURES, figure_spec, parse_keys, run_figure, run_figures
+from .figures import FIGURES, figure_spec, parse_keys, run_figure, run_figures
 
 __all__ = [
     "FIGURES",
@@ -23,9 +21,7 @@ __all__ = [
     "FigureOutput",
     "FigureSpec",
     "figure_spec",
-    "main_reproduce",
     "parse_keys",
-    "register",
     "run_figure",
     "run_figures",
 ]

@@ -44,7 +44,7 @@ from .common import (
     verdict_holds,
     write_rows,
 )
-from .plots import plot_lines
+from .figplots import plot_lines
 
 __all__ = ["FIG3", "run", "interpolate_loss", "barrier_height"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from heatbath.report.plots import plot_decision_maps
+from heatbath.output.plots import plot_decision_maps
 
 from .common import (
     Claim,
@@ -35,7 +35,7 @@ from .common import (
     verdict_holds,
     write_rows,
 )
-from .plots import decision_panel, plot_lines
+from .figplots import decision_panel, plot_lines
 
 __all__ = ["FIG16", "run", "UNUSABLE"]
 

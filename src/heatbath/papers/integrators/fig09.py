@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from heatbath.report.plots import plot_decision_maps
+from heatbath.output.plots import plot_decision_maps
 
 from .common import (
     Claim,
@@ -33,7 +33,7 @@ from .common import (
     verdict_holds,
     write_rows,
 )
-from .plots import decision_panel
+from .figplots import decision_panel
 
 __all__ = ["FIG9", "run", "averaged_accuracy"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from heatbath.report.runner import format_hparams
+from heatbath.engine.experiment import format_hparams
 
 from .common import (
     Claim,
@@ -28,7 +28,7 @@ from .common import (
     train_part,
     write_rows,
 )
-from .plots import plot_lines
+from .figplots import plot_lines
 
 __all__ = ["FIG5", "run", "test_curves"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import Context, FigureOutput, FigureSpec
-from .plots import curves_figure
+from .figplots import curves_figure
 
 __all__ = ["FIG11", "FIG12", "run"]
 

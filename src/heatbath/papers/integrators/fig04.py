@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from heatbath.report.plots import plot_decision_maps
+from heatbath.output.plots import plot_decision_maps
 
 from .common import (
     Claim,
@@ -34,7 +34,7 @@ from .common import (
     verdict_single,
     write_rows,
 )
-from .plots import decision_panel, plot_final_accuracy
+from .figplots import decision_panel, plot_final_accuracy
 
 __all__ = ["FIG4", "run"]
 

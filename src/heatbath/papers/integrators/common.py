@@ -32,8 +32,9 @@ import numpy as np
 
 from heatbath.data import Dataset, make_dataset
 from heatbath.engine import ModelSpec, OptimSpec, TrainResult, train
-from heatbath.report.io import write_csv, write_toml
-from heatbath.report.runner import format_hparams
+from heatbath.engine.config import merge
+from heatbath.engine.experiment import format_hparams
+from heatbath.output.io import write_csv, write_toml
 
 __all__ = [
     "Claim",
@@ -42,7 +43,6 @@ __all__ = [
     "FigureSpec",
     "VERDICTS",
     "begin_figure",
-    "deep_merge",
     "final_numbers_claim",
     "final_values",
     "finish_figure",
@@ -68,17 +68,6 @@ __all__ = [
 VERDICTS = ("reproduced", "differs", "not reproduced", "not tested")
 
 ROW_COLUMNS = ("method", "seed", "step", "split", "loss", "accuracy")
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` merged in (nested dicts merged, everything else replaced)."""
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 @dataclass(frozen=True)
@@ -109,7 +98,7 @@ class FigureSpec:
         ``steps`` replaces every step count (``steps``, and the figure-specific ``*_steps``
         lists are rescaled by the same factor); ``runs`` caps every number of runs.
         """
-        cfg = deep_merge(self.settings, self.quick) if quick else deep_merge(self.settings, {})
+        cfg = merge(self.settings, self.quick) if quick else merge(self.settings, {})
         if steps is not None and "steps" in cfg:
             factor = steps / cfg["steps"]
             cfg["steps"] = steps

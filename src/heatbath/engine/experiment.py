@@ -2,7 +2,7 @@
 
 :func:`run_experiment` is what ``heatbath train``, ``compare`` and ``demo`` call:
 
-1. resolve and check the config (:func:`heatbath.report.config.resolve`), then build the data
+1. resolve and check the config (:func:`heatbath.engine.config.resolve`), then build the data
    and, once, every method's model and optimizer on a one-replica model, so that any bad value
    fails with a :class:`ConfigError` naming the field before any training starts;
 2. write ``config.toml`` (the resolved config: every default filled in);
@@ -12,7 +12,7 @@
 4. write ``summary.md``/``summary.csv`` and the figures (``curves.png``, ``decision_maps.png``
    for 2-D inputs, ``histograms.png``).
 
-All files are written atomically (:mod:`heatbath.report.io`).
+All files are written atomically (:mod:`heatbath.output.io`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from heatbath.report.config import ConfigError, method_hparams, resolve
-from heatbath.report.io import write_csv, write_toml
-from heatbath.report.summary import (
+from heatbath.engine.config import ConfigError, method_hparams, resolve
+from heatbath.output.io import write_csv, write_toml
+from heatbath.output.summary import (
     METRIC_COLUMNS,
     MethodSummary,
     summary_markdown,
@@ -397,7 +397,7 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
 def _write_plots(out_dir: Path, c: Mapping[str, Any], prep: Prepared, results: Mapping[str, Any],
                  rows: list[dict[str, Any]], hp: Mapping[str, str], title: str, is_2d: bool,
                  map_steps: Sequence[int]) -> list[Path]:
-    from heatbath.report import plots
+    from heatbath.output import plots
 
     n_seeds = len(c["seeds"])
     legend = {label: f"{label} ({hp[label]})" if hp[label] else label for label in results}

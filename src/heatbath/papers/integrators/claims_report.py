@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from heatbath.report.io import write_text
+from heatbath.output.io import write_text
 
 from .common import FigureOutput
 

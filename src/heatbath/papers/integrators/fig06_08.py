@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from heatbath.report.plots import plot_curves, plot_histograms
+from heatbath.output.plots import plot_curves, plot_histograms
 
 from .common import (
     Claim,
@@ -40,7 +40,7 @@ from .common import (
     verdict_single,
     write_rows,
 )
-from .plots import plot_final_accuracy
+from .figplots import plot_final_accuracy
 
 __all__ = ["FIG6", "FIG7", "FIG8", "run", "param_kinds"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heatbath.report.io import write_csv, write_text
+from heatbath.output.io import write_csv, write_text
 
 __all__ = [
     "METRIC_COLUMNS",

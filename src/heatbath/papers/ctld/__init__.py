@@ -1,0 +1,1 @@
+"""CTLD experiments: recipes (:mod:`.recipes`) and ``heatbath ctld`` (:mod:`.ctld_cli`)."""

@@ -1,0 +1,2 @@
+"""Structure-preserving experiments (:mod:`.experiments`) and ``heatbath structure``
+(:mod:`.structure_cli`)."""
