@@ -6,12 +6,16 @@ The statistical properties (5-8, 10) are in ``test_ctld_stats.py``.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import pytest
 import torch
 
 from heatbath.optim.ctld import CTLD, ctld_defaults, g_scale, g_scale_prime
+
+#: the optimizer exactly as Algorithm 1 prints it; every test here runs against it
+PaperCTLD = functools.partial(CTLD, tempering="paper")
 
 D, DP, S = 0.4, 1.5, 0.85
 
@@ -77,7 +81,7 @@ def test_g_shape_and_derivative():
 
 
 def test_defaults_are_the_spec_table():
-    d = ctld_defaults()
+    d = ctld_defaults("paper")
     assert (d["delta"], d["delta_prime"], d["span"]) == (0.4, 1.5, 0.85)
     assert (d["hill_height"], d["hill_width"], d["num_bins"]) == (20.0, 0.04, 300)
     assert d["confine_force"] == "auto" and d["confinement"] == "linear"
@@ -154,7 +158,7 @@ def test_transcription_of_algorithm_1(conf, big_c):
     hp = dict(lr=0.02, mom=0.8, n=50, tc=2.0, wd=1e-3, seed=3, delta=0.2, dp=0.6, span=0.7,
               w=0.5, sig=0.05, k=60, conf=conf, big_c=big_c)
     ref = _reference(model, batch, 50, **hp)
-    opt = CTLD(model.parameters(), lr=hp["lr"], momentum=hp["mom"], num_data=hp["n"],
+    opt = PaperCTLD(model.parameters(), lr=hp["lr"], momentum=hp["mom"], num_data=hp["n"],
                sampling_steps=1000, temperature=hp["tc"], weight_decay=hp["wd"], seed=hp["seed"],
                delta=hp["delta"], delta_prime=hp["dp"], span=hp["span"], hill_height=hp["w"],
                hill_width=hp["sig"], num_bins=hp["k"], confinement=conf, confine_force=big_c)
@@ -181,7 +185,7 @@ def test_transcription_of_algorithm_1(conf, big_c):
 def test_zero_temperature_is_sgd_momentum_bit_for_bit(dtype):
     model, batch = _problem(dtype)
     twin = copy.deepcopy(model)
-    opt = CTLD(model.parameters(), lr=0.05, momentum=0.9, num_data=100, sampling_steps=10**6,
+    opt = PaperCTLD(model.parameters(), lr=0.05, momentum=0.9, num_data=100, sampling_steps=10**6,
                temperature=0.0, weight_decay=1e-2, alpha_init=0.9, span=0.6, hill_height=3.0)
     sgd = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-2)
     for t in range(40):
@@ -194,7 +198,7 @@ def test_zero_temperature_is_sgd_momentum_bit_for_bit(dtype):
 
 def test_phase_two_is_sgd_momentum_from_any_state():
     model, batch = _problem(torch.float32)
-    opt = CTLD(model.parameters(), lr=0.05, momentum=0.7, num_data=100, sampling_steps=15,
+    opt = PaperCTLD(model.parameters(), lr=0.05, momentum=0.7, num_data=100, sampling_steps=15,
                temperature=1e-3, weight_decay=1e-3, seed=1)
     _run(model, opt, batch, 15)
     assert opt.phase == "optimization"
@@ -216,13 +220,14 @@ def test_phase_two_is_sgd_momentum_from_any_state():
 
 def test_sampling_steps_counts_exactly_and_end_sampling():
     model, batch = _problem()
-    opt = CTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=7, seed=0)
+    opt = PaperCTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=7,
+                    seed=0)
     _run(model, opt, batch, 6)
     assert opt.phase == "sampling" and opt.diagnostics()["step"] == 6
     _run(model, opt, batch, 1, start=6)
     assert opt.phase == "optimization"
-    opt2 = CTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=7, seed=0,
-                reset_momentum=True)
+    opt2 = PaperCTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=7,
+                     seed=0, reset_momentum=True)
     _run(model, opt2, batch, 2)
     opt2.end_sampling()
     assert opt2.phase == "optimization"
@@ -231,7 +236,7 @@ def test_sampling_steps_counts_exactly_and_end_sampling():
 
 def test_handoff_last_cold_restores_a_cold_iterate():
     model, batch = _problem()
-    opt = CTLD(model.parameters(), lr=0.02, momentum=0.8, num_data=50, sampling_steps=40,
+    opt = PaperCTLD(model.parameters(), lr=0.02, momentum=0.8, num_data=50, sampling_steps=40,
                seed=5, handoff="last_cold", delta=0.2, delta_prime=0.6)
     snap = None
     for t in range(40):
@@ -251,7 +256,7 @@ def test_handoff_last_cold_restores_a_cold_iterate():
 def test_noise_variance_of_one_step(alpha0):
     n_el, lr, mom, n, tc = 10**6, 0.1, 0.9, 1000, 3.0
     p = torch.nn.Parameter(torch.zeros(n_el, dtype=torch.float64))
-    opt = CTLD([p], lr=lr, momentum=mom, num_data=n, sampling_steps=10, temperature=tc,
+    opt = PaperCTLD([p], lr=lr, momentum=mom, num_data=n, sampling_steps=10, temperature=tc,
                alpha_init=alpha0, seed=11)
     opt.state[p]["momentum_buffer"].zero_()
     p.grad = torch.zeros_like(p)
@@ -270,7 +275,7 @@ def test_noise_variance_of_one_step(alpha0):
 def test_bias_deposit_is_the_analytic_sum_and_force_is_eq14():
     p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
     w, sig, k = 0.7, 0.1, 30
-    opt = CTLD([p], lr=0.04, momentum=0.5, num_data=1, sampling_steps=100, hill_height=w,
+    opt = PaperCTLD([p], lr=0.04, momentum=0.5, num_data=1, sampling_steps=100, hill_height=w,
                hill_width=sig, num_bins=k, seed=2, confine_force=50.0)
     alphas = []
     for _ in range(25):
@@ -291,7 +296,7 @@ def test_bias_deposit_is_the_analytic_sum_and_force_is_eq14():
 # --------------------------------------------------------------------------- property 9
 def _one_step_diag(alpha0, loss, **kw):
     p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
-    opt = CTLD([p], lr=1e-4, momentum=0.9, num_data=100, sampling_steps=10, temperature=0.0,
+    opt = PaperCTLD([p], lr=1e-4, momentum=0.9, num_data=100, sampling_steps=10, temperature=0.0,
                alpha_init=alpha0, **kw)
     p.grad = torch.zeros_like(p)
     return opt, p
@@ -322,7 +327,7 @@ def test_scaling_invariance(big_c):
     for scale in (1.0, c):
         model, batch = _problem()
         cc = big_c if big_c == "auto" else big_c * scale
-        opt = CTLD(model.parameters(), lr=0.005, momentum=0.8, num_data=int(50 * scale),
+        opt = PaperCTLD(model.parameters(), lr=0.005, momentum=0.8, num_data=int(50 * scale),
                    sampling_steps=1000, temperature=2.0 * scale, hill_height=0.5 * scale,
                    hill_width=0.05, num_bins=60, delta=0.2, delta_prime=0.6, confine_force=cc,
                    seed=4, alpha_init=0.35)
@@ -346,7 +351,7 @@ def test_scaling_invariance(big_c):
 def test_resume_is_bit_identical(cut):
     def make():
         model, batch = _problem(torch.float32, seed=1)
-        opt = CTLD(model.parameters(), lr=0.02, momentum=0.8, num_data=50, sampling_steps=150,
+        opt = PaperCTLD(model.parameters(), lr=0.02, momentum=0.8, num_data=50, sampling_steps=150,
                    seed=9, num_bins=60, delta=0.2, delta_prime=0.6, hill_height=0.3)
         return model, batch, opt
 
@@ -370,7 +375,7 @@ def test_resume_is_bit_identical(cut):
 # --------------------------------------------------------------------------- property 14
 def test_errors():
     model, batch = _problem()
-    opt = CTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=5)
+    opt = PaperCTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=5)
     loss = _loss(model, *batch(0))
     loss.backward()
     with pytest.raises(ValueError, match="loss"):
@@ -388,10 +393,10 @@ def test_errors():
     assert (opt.alpha, opt.r_alpha, opt.steps) == (alpha, ra, 0)
     lin = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="span"):
-        CTLD([{"params": [lin.weight]}, {"params": [lin.bias], "span": 0.5}], lr=0.1,
+        PaperCTLD([{"params": [lin.weight]}, {"params": [lin.bias], "span": 0.5}], lr=0.1,
              momentum=0.5, num_data=1, sampling_steps=1)
     # per-group lr/momentum are allowed
-    CTLD([{"params": [lin.weight]}, {"params": [lin.bias], "lr": 0.5}], lr=0.1, momentum=0.5,
+    PaperCTLD([{"params": [lin.weight]}, {"params": [lin.bias], "lr": 0.5}], lr=0.1, momentum=0.5,
          num_data=1, sampling_steps=1)
 
 
@@ -409,12 +414,12 @@ def test_validation_names_the_parameter(kw, name):
     args = {"lr": 0.1, "momentum": 0.5, "num_data": 10, "sampling_steps": 5}
     args.update(kw)
     with pytest.raises(ValueError, match=name):
-        CTLD([torch.nn.Parameter(torch.zeros(2))], **args)
+        PaperCTLD([torch.nn.Parameter(torch.zeros(2))], **args)
 
 
 def test_per_example_loss_and_noise_correction_run():
     model, batch = _problem()
-    opt = CTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=64, sampling_steps=5,
+    opt = PaperCTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=64, sampling_steps=5,
                noise_correction=True, seed=0)
     xb, yb = batch(0)
     per = ((model(xb) - yb) ** 2).squeeze(1)
@@ -429,7 +434,7 @@ def test_per_example_loss_and_noise_correction_run():
 
 def test_jump_warning():
     p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
-    opt = CTLD([p], lr=4.0, momentum=0.0, num_data=1, sampling_steps=10, alpha_init=0.0,
+    opt = PaperCTLD([p], lr=4.0, momentum=0.0, num_data=1, sampling_steps=10, alpha_init=0.0,
                temperature=0.0, hill_height=0.0)
     opt._r_alpha = 0.6  # eta_alpha = 2: alpha jumps by 1.2 > delta' - delta
     p.grad = torch.zeros_like(p)

@@ -19,15 +19,15 @@ def ctld_main():
 def test_charrnn_quick_two_methods(ctld_main, tmp_path, capsys):
     out = tmp_path / "rnn"
     rc = ctld_main(["ctld", "charrnn", "--quick", "--out", str(out), "--seed", "3",
-                    "--methods", "ctld,sgdm", "--threads", "1", "--alpha-step-scale", "0.5"])
+                    "--methods", "ctld,sgdm", "--threads", "1", "--alpha-step", "0.03"])
     assert rc == 0
     for name in ("charrnn_perplexity.png", "charrnn_table.csv", "charrnn_report.md",
                  "charrnn_summary.json"):
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "charrnn_summary.json").read_text())
     assert summary["seed"] == 3 and summary["quick"] is True
-    assert summary["config"]["alpha_step_scale"] == 0.5
-    assert summary["table"][0]["kappa"] == 0.5  # reached the optimizer
+    assert summary["config"]["alpha_step"] == 0.03
+    assert summary["config"]["tempering"] == "intensive"  # the default
     assert [r["method"] for r in summary["table"]] == ["CTLD", "SGD-M"]
     printed = capsys.readouterr().out
     assert "our verdict" in printed and str(out) in printed
@@ -46,8 +46,16 @@ def test_charrnn_quick_two_methods(ctld_main, tmp_path, capsys):
     (["ctld", "charrnn", "--methods", "ctld,foo"], "unknown method 'foo'"),
     (["ctld", "sensitivity", "--methods", "ctld"], "does not apply"),
     (["ctld", "charrnn", "--threads", "0"], "threads"),
-    (["ctld", "charrnn", "--alpha-step-scale", "big"], "alpha-step-scale"),
-    (["ctld", "charrnn", "--alpha-step-scale", "-1"], "alpha-step-scale"),
+    (["ctld", "charrnn", "--tempering", "paper", "--alpha-step-scale", "big"],
+     "alpha-step-scale"),
+    (["ctld", "charrnn", "--tempering", "paper", "--alpha-step-scale", "-1"],
+     "alpha-step-scale"),
+    (["ctld", "charrnn", "--alpha-step-scale", "1"], "applies to --tempering paper"),
+    (["ctld", "charrnn", "--alpha-step", "0"], "alpha-step"),
+    (["ctld", "charrnn", "--tempering", "paper", "--alpha-step", "0.1"],
+     "applies to --tempering intensive"),
+    (["ctld", "charrnn", "--seeds", "0"], "seeds"),
+    (["ctld", "charrnn", "--quick", "--size", "full"], "contradicts"),
 ])
 def test_bad_input_exits_2_with_one_line(ctld_main, tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) if needle == "invalid choice" else nullcontext():

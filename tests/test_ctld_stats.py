@@ -16,6 +16,7 @@ property 6b, whose first 3*10^5 steps that test uses).
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import os
@@ -27,6 +28,9 @@ import pytest
 import torch
 
 from heatbath.optim.ctld import CTLD
+
+#: the optimizer exactly as Algorithm 1 prints it; these tests run against it
+PaperCTLD = functools.partial(CTLD, tempering="paper")
 
 D, DP, S = 0.4, 1.5, 0.85
 
@@ -93,7 +97,7 @@ def test_fixed_alpha_samples_the_tempered_double_well(alpha0):
     """
     n_chain, lr, mom, tc = 10000, 0.0004, 0.98, 1.0  # eta = 0.02, gamma = 1
     p = torch.nn.Parameter(torch.zeros(n_chain, dtype=torch.float64))
-    opt = CTLD([p], lr=lr, momentum=mom, num_data=1, sampling_steps=10**9, temperature=tc,
+    opt = PaperCTLD([p], lr=lr, momentum=mom, num_data=1, sampling_steps=10**9, temperature=tc,
                alpha_init=alpha0, freeze_alpha=True, seed=123)
     for _ in range(3000):  # 60 time units >> relaxation time of the double well with gamma = 1
         th = p.detach()
@@ -118,7 +122,7 @@ def _chain(d: int, steps: int, *, confinement: str = "linear", big_c: float = 2.
     lr, mom = 0.0025, 0.95  # eta = 0.05, gamma = gamma_alpha = 1
     p = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
     # check_finite=False only skips the per-step raise; finiteness is asserted at the end
-    opt = CTLD([p], lr=lr, momentum=mom, num_data=1, sampling_steps=10**9, temperature=tc,
+    opt = PaperCTLD([p], lr=lr, momentum=mom, num_data=1, sampling_steps=10**9, temperature=tc,
                confinement=confinement, confine_force=big_c, hill_height=0.0, seed=seed,
                check_finite=False)
     if frozen_bias:  # V_b = T_c d log(1/g) cancels F(alpha) = d T_c log g(alpha)
@@ -308,7 +312,7 @@ def test_confinement_time_outside(confinement):
 def test_no_overflow_with_huge_energy():
     """Property 10: U~ = 1e9 produces no NaN or inf (auto C scales with H~)."""
     p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
-    opt = CTLD([p], lr=1e-3, momentum=0.9, num_data=1000, sampling_steps=10**9, seed=0)
+    opt = PaperCTLD([p], lr=1e-3, momentum=0.9, num_data=1000, sampling_steps=10**9, seed=0)
     for _ in range(2000):
         p.grad = p.detach().clone()
         opt.step(loss=1e6)  # N * loss = 1e9
@@ -326,7 +330,7 @@ def _metad_error(w: float, steps: int, seed: int) -> tuple[float, float]:
     (measured: error ~ Delta F at every w, <H|alpha> flat at 1.9 T_c instead of T_c/g)."""
     d, tc, sig = 1, 1.0, 0.1
     p = torch.nn.Parameter(torch.zeros(d, dtype=torch.float64))
-    opt = CTLD([p], lr=0.0025, momentum=0.95, num_data=1, sampling_steps=10**9,
+    opt = PaperCTLD([p], lr=0.0025, momentum=0.95, num_data=1, sampling_steps=10**9,
                temperature=tc, confinement="linear", confine_force=2.0, hill_height=w,
                hill_width=sig, num_bins=300, seed=seed, check_finite=False)
     for _ in range(steps):

@@ -9,8 +9,9 @@ Each experiment is one of the recipes of :mod:`heatbath.papers.ctld.recipes` and
 - ``<name>_table.csv``: the table, ``<name>_report.md``: the report section (the paper's
   claims next to our verdicts, sizes, wall time), ``<name>_summary.json``: everything.
 
-``--quick`` runs the recipe's seconds-to-minutes size; without it the documented full size
-(``docs/ctld.md`` gives the wall times). Bad input (an unknown experiment or method, a negative
+``--quick`` runs the recipe's seconds-to-minutes size, ``--size reduced`` the documented size
+that fits ~15 minutes on 2 cores, and the default the full size (``docs/ctld.md`` gives the
+wall times). Bad input (an unknown experiment or method, a negative
 seed, a missing text file or MNIST folder, an option that does not apply to the experiment)
 ends with one line ``heatbath ctld: error: ...`` and exit status 2.
 """
@@ -46,9 +47,16 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", choices=tuple(EXPERIMENTS), metavar="EXPERIMENT",
                    help="sda | charrnn | sensitivity")
     p.add_argument("--quick", action="store_true",
-                   help="the small size (seconds to a few minutes; numbers are a smoke test)")
+                   help="the small size (seconds to a few minutes; numbers are a smoke test); "
+                        "same as --size quick")
+    p.add_argument("--size", choices=("quick", "reduced", "full"), default=None,
+                   help="quick | reduced (~15 min on 2 cores) | full (default)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds per method (default: the size's; reports give "
+                        "mean and standard error)")
     p.add_argument("--out", metavar="DIR",
-                   help="output folder (default: runs/ctld-EXPERIMENT, -quick appended)")
+                   help="output folder (default: runs/ctld-EXPERIMENT, with -quick or -reduced "
+                        "appended for those sizes)")
     p.add_argument("--seed", type=int, default=0, help="seed of models, data order and "
                    "optimizers (default 0)")
     p.add_argument("--mnist-dir", metavar="DIR",
@@ -60,10 +68,15 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", metavar="M1,M2,...",
                    help="sda, charrnn: a subset of ctld, annealsgd, santa, sgdm, rmsprop, adam "
                         "(default: all six)")
-    p.add_argument("--alpha-step-scale", metavar="KAPPA", default="auto",
-                   help="CTLD's alpha step scale: 'auto' (default: alpha moves at most one bias "
-                        "bin per step under the initial coupling force) or a number (1 = the "
-                        "paper's shared step)")
+    p.add_argument("--tempering", choices=("intensive", "paper"), default="intensive",
+                   help="CTLD's tempering: intensive (default; docs/ctld.md 'Tempering at "
+                        "scale') or paper (Algorithm 1 as printed)")
+    p.add_argument("--alpha-step", metavar="A", default=None,
+                   help="intensive tempering: alpha's step a > 0 (default 0.02)")
+    p.add_argument("--alpha-step-scale", metavar="KAPPA", default=None,
+                   help="paper tempering: 'auto' (default: alpha moves at most one bias bin per "
+                        "step under the initial coupling force) or a number (1 = the paper's "
+                        "shared step)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the output folder")
@@ -127,17 +140,36 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         check_int("threads", args.threads, low=1)
     methods = _methods(args.methods, args.experiment)
-    kappa: str | float = args.alpha_step_scale
-    if kappa != "auto":
+    config: dict[str, Any] = {"tempering": args.tempering}
+    if args.alpha_step_scale is not None:
+        if args.tempering != "paper":
+            raise ValueError("--alpha-step-scale applies to --tempering paper only")
+        kappa: str | float = args.alpha_step_scale
+        if kappa != "auto":
+            try:
+                kappa = float(kappa)
+            except ValueError:
+                raise ValueError(f"alpha-step-scale must be 'auto' or a number > 0, got "
+                                 f"{args.alpha_step_scale!r}") from None
+            check_real("alpha-step-scale", kappa, low=0.0, low_open=True)
+        config["alpha_step_scale"] = kappa
+    if args.alpha_step is not None:
+        if args.tempering != "intensive":
+            raise ValueError("--alpha-step applies to --tempering intensive only")
         try:
-            kappa = float(kappa)
+            step = float(args.alpha_step)
         except ValueError:
-            raise ValueError(f"alpha-step-scale must be 'auto' or a number > 0, got "
-                             f"{args.alpha_step_scale!r}") from None
-        check_real("alpha-step-scale", kappa, low=0.0, low_open=True)
+            raise ValueError(f"alpha-step must be a number > 0, got {args.alpha_step!r}") \
+                from None
+        config["alpha_step"] = check_real("alpha-step", step, low=0.0, low_open=True)
+    if args.seeds is not None:
+        config["seeds"] = check_int("seeds", args.seeds, low=1, high=100)
+    if args.quick and args.size not in (None, "quick"):
+        raise ValueError(f"--quick contradicts --size {args.size}")
+    size = "quick" if args.quick else (args.size or "full")
     mnist_dir, text = _check_inputs(args)
     out = Path(args.out) if args.out else Path(
-        "runs") / f"ctld-{args.experiment}{'-quick' if args.quick else ''}"
+        "runs") / f"ctld-{args.experiment}{'' if size == 'full' else '-' + size}"
 
     import torch
 
@@ -145,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    kw: dict[str, Any] = {"quick": args.quick, "seed": seed,
-                          "config": {"alpha_step_scale": kappa}}
+    kw: dict[str, Any] = {"size": size, "seed": seed, "config": config}
     if methods is not None:
         kw["methods"] = methods
     t0 = time.perf_counter()
