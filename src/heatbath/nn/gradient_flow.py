@@ -1,4 +1,4 @@
-r"""Gradient-flow (dissipative, non-expansive) block with the step-size clamp of spec S5.
+r"""Gradient-flow (dissipative, non-expansive) block with a step-size clamp.
 
 Vector field (Celledoni et al. 2021): :math:`f(z) = -A^\top\sigma(Az + b) = -\nabla_z V(z)`,
 :math:`V(z) = \gamma(Az + b)\cdot\mathbb 1`, :math:`\gamma' = \sigma`. One explicit-Euler step:
@@ -14,7 +14,8 @@ step is non-expansive, :math:`\|\phi(z_1) - \phi(z_2)\| \le \|z_1 - z_2\|`, when
 The bound is sharp: for :math:`\sigma = \mathrm{id}` the Jacobian is :math:`I - hA^\top A`, with
 eigenvalues :math:`1 - h\mu_i^2 < -1` as soon as :math:`h > 2/\|A\|^2`.
 
-**Enforcement policy (spec S5, heatbath's choice): clamp h, never touch A.** At forward time
+**Enforcement policy (heatbath's choice; docs/structure-preserving.md, section "The
+non-expansiveness clamp"): clamp h, never touch A.** At forward time
 
 .. math::  h_\text{eff} = \min\Big(h,\ \frac{2}{L\,\widehat{\|A\|}^2\,(1+\varepsilon)}\Big),
            \qquad \varepsilon = 10^{-2},
@@ -24,19 +25,27 @@ persistent vector: ``n_power`` (default 1) iteration per training-mode forward, 
 (default 20, Lanczos) in ``eval()``, and 20 warm-up steps on first use; :math:`\varepsilon`
 absorbs the estimate's error (it is a lower bound of :math:`\|A\|`).
 
-**Deviation from S5 (measured, see docs):** a one-step tracker lags when the top singular
-values of A cross during training — the persistent vector keeps following the old, now second,
-direction. On a 6x6 gradient-flow net it under-estimated :math:`\|A\|` enough to violate the
-condition by 14 % (Adam, lr 1e-2) to 84 % (SGD, lr 0.5). Hence ``norm="auto"`` (default) uses the
-**exact** spectral norm (``torch.linalg.matrix_norm(W, 2)``, differentiable) for dense operators,
-where an SVD of a d x m matrix is cheap, and for convolutions the certified FFT upper bound
-:meth:`~heatbath.nn.Conv2dOperator.fft_norm_bound` (``norm="fft"``; conservative, so the
-condition always holds); ``norm="power"`` selects the S5 estimate for any operator.
+**Why not a one-step power iteration (measured, see the docs):** a one-step tracker lags when
+the top singular values of A cross during training — the persistent vector keeps following the
+old, now second, direction. On a 6x6 gradient-flow net it under-estimated :math:`\|A\|` enough
+to violate the condition by 14 % (Adam, lr 1e-2) to 84 % (SGD, lr 0.5). Hence ``norm="auto"``
+(default) uses the **exact** spectral norm (``torch.linalg.matrix_norm(W, 2)``,
+differentiable) for dense operators, where an SVD of a d x m matrix is cheap, and for
+convolutions the certified FFT upper bound :meth:`~heatbath.nn.Conv2dOperator.fft_norm_bound`
+(``norm="fft"``; conservative, so the condition always holds); ``norm="power"`` selects the
+power-iteration estimate for any operator.
 
 The parameters are never mutated behind the optimiser's back; the clamp is differentiable
 through the norm. The value used in the last forward is exposed as ``last_h_eff`` (and
 ``last_norm_estimate``). With ``enforce=False`` the block is the plain step,
 :math:`h_\text{eff} = h`.
+
+**Lipschitz bound** (derived): the Jacobian :math:`I - hA^\top DA`, :math:`0 \le D \le L`, is
+symmetric with eigenvalues in :math:`[1 - hL\|A\|^2, 1]`, so the step is
+:math:`\max(1, hL\|A\|^2 - 1)`-Lipschitz for any h, and 1-Lipschitz under the clamp.
+
+**BatchNorm** is rejected, even frozen: its per-channel scale may be negative, which makes
+:math:`\sigma(s\cdot)` non-monotone and voids the argument above.
 
 ``A`` may be rectangular (:math:`A: \mathbb R^d \to \mathbb R^m`, ``hidden = m``) or any
 Operator; the state keeps its shape because :math:`A^\top` maps back.
@@ -48,7 +57,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_choice, check_int, check_real
-from ._common import StepBlock, make_bias, make_operator
+from ._common import StepBlock, certified_norm, make_bias, make_operator
 from .activations import Activation, get_activation
 from .operators import Conv2dOperator, LinearOperator, Operator
 
@@ -58,19 +67,25 @@ __all__ = ["GradientFlowBlock"]
 class GradientFlowBlock(StepBlock):
     r""":math:`z \mapsto z - h_\text{eff} A^\top\sigma(Az + b)`, non-expansive by construction.
 
-    Parameters
-    ----------
-    A : int d (dense A of shape hidden x d) or an Operator.
-    hidden : m, rows of a dense A (default d).
-    activation : a monotone sigma with known Lipschitz constant L (relu, tanh, leaky_relu,
-        identity, sigmoid, softplus); a non-monotone one raises ``ValueError`` (spec S10).
-    h : requested step, ``h >= 0``.
-    enforce : apply the clamp of spec S5 (default True).
-    eps : safety factor epsilon of the clamp, in ``[0, 1]`` (default 1e-2).
-    norm : ``"auto"`` (exact for dense A, FFT bound for Conv2d, power iteration otherwise),
-        ``"exact"``, ``"fft"`` or ``"power"``.
-    n_power, n_power_eval : power iterations per forward in train / eval mode.
-    learn_h, bias, init_scale : as for the other blocks.
+    Guarantees: non-expansive (1-Lipschitz) while the clamp is on with a certified norm
+    (``norm`` ``"exact"``/``"fft"``/``"auto"``); not symplectic, not volume-preserving, no
+    explicit inverse.
+
+    Args:
+        A: features d (dense A of shape hidden x d) or an Operator.
+        hidden: m, rows of a dense A (default d).
+        activation: a monotone sigma with known Lipschitz constant L (relu, tanh, leaky_relu,
+            identity, sigmoid, softplus); a non-monotone one raises ``ValueError``.
+        h: requested step, ``h >= 0``.
+        enforce: apply the clamp (default True).
+        eps: safety factor epsilon of the clamp, in ``[0, 1]`` (default 1e-2).
+        norm: ``"auto"`` (exact for dense A, FFT bound for Conv2d, power iteration otherwise),
+            ``"exact"``, ``"fft"`` or ``"power"``.
+        n_power: power iterations per forward in train mode.
+        n_power_eval: Lanczos steps per forward in eval mode.
+        learn_h: make h trainable.
+        bias: include b.
+        init_scale: scale of A's initial entries.
     """
 
     non_expansive = True
@@ -109,7 +124,14 @@ class GradientFlowBlock(StepBlock):
         return self.op.adjoint(self.act(s), z.shape)
 
     def effective_step(self, z: Tensor) -> Tensor:
-        """h_eff for inputs shaped like ``z`` (updates the power-iteration vector)."""
+        """h_eff for inputs shaped like ``z`` (updates the power-iteration vector).
+
+        Args:
+            z: the block's input.
+
+        Returns:
+            The clamped step (differentiable in A through the norm).
+        """
         h = self.step_for(z)
         if not self.enforce:
             self.last_h_eff = float(h.detach())
@@ -130,3 +152,21 @@ class GradientFlowBlock(StepBlock):
 
     def forward(self, z: Tensor) -> Tensor:
         return z - self.effective_step(z) * self.grad_potential(z)
+
+    def lipschitz_bound(self, z_shape: tuple[int, ...]) -> float:
+        """:math:`\\max(1, h_\\text{eff}L\\|A\\|^2 - 1)` with a certified norm of A.
+
+        Args:
+            z_shape: input shape, with batch dimension.
+
+        Returns:
+            The bound (1 under the clamp with a certified norm).
+        """
+        with torch.no_grad():
+            a = float(certified_norm(self.op, z_shape))
+            h = float(self.h.detach())
+            if self.enforce and self.norm != "power":  # the clamp used this certified norm
+                h = min(h, 2.0 / (self.act.lipschitz * a * a * (1.0 + self.eps)))
+            elif self.enforce and self.last_h_eff is not None:  # the step the estimate gave
+                h = self.last_h_eff
+        return max(1.0, h * self.act.lipschitz * a * a - 1.0)

@@ -16,15 +16,19 @@ symplectic_euler    :class:`SymplecticHamiltonianBlock`, symp. Euler   (z, p), p
 shear               :class:`ShearReversibleBlock` (family R)           (z, y), y_0 = 0
 leapfrog            :class:`LeapfrogBlock`                             (z_{k-1}, z_k), (x, x)
 midpoint            :class:`MidpointBlock`                             (y_{k-1}, y_k), (x, x)
+momentum            :class:`MomentumResidualBlock` (Momentum ResNet)   (x, v), v_0 = 0
 ==================  ===============================================  ===================
 
-Choices (heatbath's, spec S3): the second component starts at zero (p_0 = 0, as ``LeapFrogNN``)
+Choices (heatbath's; docs/structure-preserving.md, section "Networks, learned steps, attacks"):
+the second component starts at zero (p_0 = 0, as ``LeapFrogNN``)
 unless ``momentum_lift=True`` adds a learned linear map p_0 = P z_0; the head reads the whole
 state for the (z, p) families and the current state z_K for the two-step ones. With
 ``norm_bound=True`` the lift and head use :math:`W/\max(1, \|W\|_2)` (exact SVD norm, at forward
 time, differentiable), so :math:`\|\text{lift}\|, \|\text{head}\| \le 1`; combined with
 gradient-flow blocks the network is 1-Lipschitz in :math:`\ell^2` and a prediction with logit
-margin M is certified for :math:`\|\delta\| < M/\sqrt2` (spec §3).
+margin M is certified for :math:`\|\delta\| < M/\sqrt2` (see :func:`heatbath.nn.certified_radius`;
+:meth:`StructuredNet.lipschitz_bound` gives the bound for any setting of the euler and
+gradient-flow families).
 """
 
 from __future__ import annotations
@@ -40,24 +44,39 @@ from .gradient_flow import GradientFlowBlock
 from .hamiltonian import SymplecticHamiltonianBlock
 from .leapfrog import LeapfrogBlock
 from .midpoint import MidpointBlock
+from .momentum import MomentumResidualBlock
 from .reversible import ReversibleSequential
 from .shear import ShearReversibleBlock
 
 __all__ = ["FAMILIES", "make_block", "NormBoundedLinear", "StructuredNet"]
 
 FAMILIES = ("euler", "gradient_flow", "symplectic", "symplectic_euler", "shear", "leapfrog",
-            "midpoint")
-_TWO_COMPONENT = ("symplectic", "symplectic_euler", "shear")
+            "midpoint", "momentum")
+_TWO_COMPONENT = ("symplectic", "symplectic_euler", "shear", "momentum")
 _TWO_STEP = ("leapfrog", "midpoint")
 _DEFAULT_ACT = {"euler": "tanh", "gradient_flow": "relu", "symplectic": "tanh",
                 "symplectic_euler": "tanh", "shear": "tanh", "leapfrog": "tanh",
-                "midpoint": "tanh"}
+                "midpoint": "tanh", "momentum": "tanh"}
 
 
 def make_block(family: str, width: int, *, h: float, hidden: int | None = None,
                activation: str | None = None, learn_h: bool = False,
                init_scale: float = 1.0, **kwargs: object) -> nn.Module:
-    """One block of ``family`` acting on ``width`` features (per component)."""
+    """One block of ``family`` acting on ``width`` features (per component).
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        width: features d, or an Operator (e.g. a ``Conv2dOperator``) acting on one component.
+        h: step size.
+        hidden: rows of A for the blocks that allow a rectangular A.
+        activation: sigma (default per family).
+        learn_h: make h trainable.
+        init_scale: scale of A's initial entries.
+        **kwargs: further arguments of the block's constructor.
+
+    Returns:
+        The block.
+    """
     family = check_choice("family", family, FAMILIES)
     act = activation or _DEFAULT_ACT[family]
     common = dict(activation=act, h=h, learn_h=learn_h, init_scale=init_scale)
@@ -73,11 +92,23 @@ def make_block(family: str, width: int, *, h: float, hidden: int | None = None,
         return ShearReversibleBlock(width, **common, **kwargs)  # type: ignore[arg-type]
     if family == "leapfrog":
         return LeapfrogBlock(width, hidden, **common, **kwargs)  # type: ignore[arg-type]
+    if family == "momentum":
+        return MomentumResidualBlock(width, **common, **kwargs)  # type: ignore[arg-type]
     return MidpointBlock(width, **common, **kwargs)  # type: ignore[arg-type]
 
 
 class NormBoundedLinear(nn.Linear):
-    r"""``nn.Linear`` that, if ``bound`` is set, uses :math:`W/\max(1, \|W\|_2/\text{bound})`."""
+    r"""``nn.Linear`` that, if ``bound`` is set, uses :math:`W/\max(1, \|W\|_2/\text{bound})`.
+
+    The rescaling happens at forward time (exact SVD norm, differentiable), so the parameters
+    are never changed behind the optimiser's back.
+
+    Args:
+        in_features: input size.
+        out_features: output size.
+        bias: include a bias.
+        bound: operator-norm bound (> 0), or ``None`` for a plain linear layer.
+    """
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  bound: float | None = None) -> None:
@@ -86,6 +117,7 @@ class NormBoundedLinear(nn.Linear):
                                                            low_open=True)
 
     def effective_weight(self) -> Tensor:
+        """The weight used in forward (rescaled to the bound)."""
         if self.bound is None:
             return self.weight
         norm = torch.linalg.matrix_norm(self.weight, ord=2)
@@ -99,21 +131,22 @@ class NormBoundedLinear(nn.Linear):
 class StructuredNet(nn.Module):
     """Lift, K blocks of one family, linear head (see the module docstring).
 
-    Parameters
-    ----------
-    in_features, n_classes : input dimension and number of outputs.
-    family : one of ``FAMILIES``.
-    width : features per state component (d).
-    depth : K, number of blocks.
-    T : final time; each block starts with h = T/K.
-    hidden : rows of A for the blocks that allow a rectangular A.
-    activation : sigma (default per family: relu for gradient_flow, tanh otherwise).
-    learn_steps : trainable h_k; call :meth:`project_steps` after each optimiser step.
-    memory : ``"store"`` (default) or ``"reversible"`` (reversible families only).
-    norm_bound : bound the lift and head operator norms by 1 (for certificates).
-    lift : ``"linear"`` (default) or ``"identity"`` (needs ``in_features == width``).
-    momentum_lift : learn p_0 = P z_0 for the (z, p) families.
-    block_kwargs : extra arguments for every block (e.g. ``kinetic``, ``enforce``).
+    Args:
+        in_features: input dimension.
+        n_classes: number of outputs.
+        family: one of ``FAMILIES``.
+        width: features per state component (d).
+        depth: K, number of blocks.
+        T: final time; each block starts with h = T/K.
+        hidden: rows of A for the blocks that allow a rectangular A.
+        activation: sigma (default per family: relu for gradient_flow, tanh otherwise).
+        learn_steps: trainable h_k; call :meth:`project_steps` after each optimiser step.
+        memory: ``"store"`` (default) or ``"reversible"`` (reversible families only).
+        norm_bound: bound the lift and head operator norms by 1 (for certificates).
+        lift: ``"linear"`` (default) or ``"identity"`` (needs ``in_features == width``).
+        momentum_lift: learn p_0 = P z_0 for the (z, p) families.
+        init_scale: scale of the blocks' initial A.
+        block_kwargs: extra arguments for every block (e.g. ``kinetic``, ``enforce``).
     """
 
     def __init__(self, in_features: int, n_classes: int, *, family: str, width: int,
@@ -194,5 +227,30 @@ class StructuredNet(nn.Module):
         return project_steps(self, self.T)
 
     def reversible_parts(self) -> dict[str, bool]:
-        """Which parts are reversible (spec S4): the lift and head are not; the stack may be."""
+        """Which parts are reversible: the lift and head are not; the stack may be."""
         return {"lift": False, "stack": self.reversible, "head": False}
+
+    def lipschitz_bound(self) -> float:
+        """A certified upper bound of the network's l2 Lipschitz constant.
+
+        The product of the lift's and head's operator norms and the blocks' bounds
+        (:meth:`~heatbath.nn.GradientFlowBlock.lipschitz_bound`: 1 under the clamp;
+        :meth:`~heatbath.nn.EulerResidualBlock.lipschitz_bound`: :math:`1 + hL\\|A\\|`).
+
+        Returns:
+            The bound.
+
+        Raises:
+            NotImplementedError: for families whose blocks provide no bound.
+        """
+        if self.family not in ("euler", "gradient_flow"):
+            raise NotImplementedError(f"lipschitz_bound is implemented for the euler and "
+                                      f"gradient_flow families, not {self.family!r}")
+        with torch.no_grad():
+            bound = 1.0
+            if isinstance(self.lift, NormBoundedLinear):
+                bound *= float(torch.linalg.matrix_norm(self.lift.effective_weight(), ord=2))
+            for blk in self.blocks:
+                bound *= blk.lipschitz_bound((1, self.width))  # type: ignore[operator]
+            bound *= float(torch.linalg.matrix_norm(self.head.effective_weight(), ord=2))
+        return bound
