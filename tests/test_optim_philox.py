@@ -91,3 +91,129 @@ def test_philox_compiled_is_thread_count_independent():
     finally:
         torch.set_num_threads(old)
     assert torch.equal(out[0], out[1])
+
+
+# ------------------------------------------------------------------ tensor-list fused steps
+def _list_case(monkeypatch, n_small=3):
+    """Tensors of mixed sizes, the 'big' ones split into several pieces (patched sizes)."""
+    from heatbath.optim import _philox as P
+
+    monkeypatch.setattr(P, "SMALL_TENSOR", 40)
+    monkeypatch.setattr(P, "_STEP_CHUNK", 32)
+    shapes = [torch.Size(s) for s in [(7, 11), (5,), (3, 3), (101,), (2, 2, 2)]]
+    keys = [11, 2**40 + 3, 5, 2**62 + 17, 9]
+    offsets = [0, 3, 130, 6, 1]
+    return P, shapes, keys, offsets
+
+
+def _rand_like_list(shapes, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return [scale * torch.randn(s, generator=g) for s in shapes]
+
+
+@pytest.mark.parametrize("method", ["sgld", "baoab"])
+def test_list_step_equals_per_tensor_reference_bitwise(monkeypatch, method):
+    P, shapes, keys, offsets = _list_case(monkeypatch)
+    plan = P.ListNoise(shapes, keys, offsets, torch.float32, torch.device("cpu"), compiled=False)
+    assert plan.big and plan.small  # both paths exercised
+    th = _rand_like_list(shapes, 0)
+    mo = _rand_like_list(shapes, 1)
+    ref_th = [t.clone() for t in th]
+    ref_mo = [m.clone() for m in mo]
+    for step in range(0, 2 * plan.cache_steps + 3, max(1, plan.cache_steps // 2)):
+        gr = _rand_like_list(shapes, 100 + step, 1e-2)
+        assert math.isfinite(float(plan.prepare(gr, step)))
+        if method == "sgld":
+            plan.sgld(th, gr, 0.1, 0.03)
+            for t, g, k, o in zip(ref_th, gr, keys, offsets):
+                P.sgld_philox_step(t.view(-1), g.reshape(-1), 0.1, 0.03, k, step, o)
+        else:
+            plan.baoab(th, mo, gr, -0.1, 0.05, 0.9, 0.2)
+            for t, m, g, k, o in zip(ref_th, ref_mo, gr, keys, offsets):
+                P.baoab_philox_step(t.view(-1), m.view(-1), g.reshape(-1), -0.1, 0.05, 0.9, 0.2,
+                                    k, step, o)
+        for a, b in zip(th + mo, ref_th + ref_mo):
+            assert torch.equal(a, b)
+
+
+def test_list_prepare_flags_non_finite_gradients(monkeypatch):
+    P, shapes, keys, offsets = _list_case(monkeypatch)
+    plan = P.ListNoise(shapes, keys, offsets, torch.float32, torch.device("cpu"), compiled=False)
+    for i in (0, 1):  # a big tensor, a small one
+        for bad in (math.nan, math.inf, -math.inf):
+            gr = _rand_like_list(shapes, 3)
+            gr[i].view(-1)[2] = bad
+            assert not math.isfinite(float(plan.prepare(gr, 4)))
+            assert not math.isfinite(float(plan.prepare(gr, 4, noise=False)))
+
+
+def _adl_reference(th, mo, gr, xi, keys, offsets, step, kick, h, sigma_a, eps, tau):
+    """Adaptive Langevin with one N-normal draw, transcribed tensor by tensor (one ξ each)."""
+    from heatbath.optim import _philox as P
+
+    half = 0.5 * h
+    cz = 0.5 * sigma_a * math.sqrt(h)
+    for k, (t, m, g) in enumerate(zip(th, mo, gr)):
+        r = P.philox_normal(t.numel(), keys[k], step, offsets[k]).view(t.shape)
+        m += kick * g
+        t += half * m
+        m *= math.exp(-float(xi[k]) * half)
+        a = m + cz * r
+        a2 = float((a.double() ** 2).sum())
+        m += sigma_a * math.sqrt(h) * r
+        s = P.adl_kinetic_draw(keys[k], step, 0, t.numel(), a2, cz)
+        xi[k] += h * eps * (s - t.numel() * tau)
+        m *= math.exp(-float(xi[k]) * half)
+        t += half * m
+
+
+def test_list_adl_equals_transcription(monkeypatch):
+    # The list path rounds each product as written in float32; the transcription uses Python
+    # floats for the factors and float64 for |a|^2, so they agree to float32 rounding (1e-5 over
+    # five steps of O(1) values), not bitwise.
+    P, shapes, keys, offsets = _list_case(monkeypatch)
+    plan = P.ListNoise(shapes, keys, offsets, torch.float32, torch.device("cpu"), compiled=False)
+    th, mo = _rand_like_list(shapes, 0), _rand_like_list(shapes, 1, 0.1)
+    ref_th, ref_mo = [t.clone() for t in th], [m.clone() for m in mo]
+    xi = torch.full((1, len(shapes)), 0.1)
+    ref_xi = [0.1] * len(shapes)
+    h, sigma_a, eps, tau = 0.1, 0.3, 0.05, 1e-2
+    cz = 0.5 * sigma_a * math.sqrt(h)
+    for step in range(5):
+        gr = _rand_like_list(shapes, 50 + step, 1e-2)
+        plan.prepare(gr, step)
+        f1 = [f.unsqueeze(1) for f in torch.exp(xi * -0.5 * h).unbind(1)]
+        kin = plan.adl_first(th, mo, gr, -h, 0.5 * h, f1, sigma_a, h)
+        for k, n in enumerate(plan.numels):
+            s = P.adl_kinetic_draw(keys[k], step, 0, n, float(kin[k][0]), cz)
+            xi[0, k] += h * eps * (s - n * tau)
+        f2 = [f.unsqueeze(1) for f in torch.exp(xi * -0.5 * h).unbind(1)]
+        plan.adl_second(th, mo, 0.5 * h, f2)
+        _adl_reference(ref_th, ref_mo, gr, ref_xi, keys, offsets, step, -h, h, sigma_a, eps,
+                       tau)
+    for a, b in zip(th + mo, ref_th + ref_mo):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(xi[0].double(), torch.tensor(ref_xi, dtype=torch.float64),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 50, 10_000])
+def test_adl_kinetic_draw_has_the_two_draw_law(n):
+    # |a + cZ|^2 with Z ~ N(0, I_n): mean |a|^2 + n c^2, variance 4 c^2 |a|^2 + 2 n c^4
+    # (noncentral chi-square). 4000 draws (steps): the sample mean is within 4 standard errors,
+    # the sample variance within 4 of its standard errors (relative sd of a variance estimate
+    # <= sqrt((kurtosis - 1)/m) with kurtosis <= 15 for these laws: 0.06 at m = 4000 -> 25 %).
+    from heatbath.optim import _philox as P
+
+    m, c = 4000, 0.3
+    a2 = 0.7 * n
+    x = np.array([P.adl_kinetic_draw(12345, t, 0, n, a2, c) for t in range(m)])
+    mean = a2 + n * c * c
+    var = 4 * c * c * a2 + 2 * n * c**4
+    assert abs(x.mean() - mean) < 4 * math.sqrt(var / m)
+    assert abs(x.var() / var - 1) < 0.25
+    # pure function of (key, step, replica): reproducible, and replicas/keys are independent
+    assert P.adl_kinetic_draw(12345, 7, 0, n, a2, c) == x[7]
+    assert P.adl_kinetic_draw(12345, 7, 1, n, a2, c) != x[7]
+    assert P.adl_kinetic_draw(54321, 7, 0, n, a2, c) != x[7]
+    assert P.adl_kinetic_draw(1, 2, 0, n, a2, 0.0) == a2

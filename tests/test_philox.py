@@ -420,3 +420,47 @@ def test_compiled_fill_equals_eager():
     out = torch.empty(2, 50_001)
     fill(out, torch.tensor(9), torch.tensor(4), 3, torch.tensor(0.25))
     assert torch.equal(out, philox_fill_(torch.empty(2, 50_001), 9, 4, 3, 0.25))
+
+
+@pytest.mark.parametrize("ctr,key,expected", KAT_PHILOX4X32_10, ids=["zeros", "ones", "pi"])
+def test_python_int_philox_matches_known_answers(ctr, key, expected):
+    assert P._philox_py(ctr, key[0], key[1]) == expected
+
+
+@pytest.mark.slow
+def test_compiled_list_steps_equal_eager(monkeypatch):
+    # Compiled kernels (noise + check, and each method's update) give the eager numbers:
+    # bitwise for SGLD and BAOAB; Adaptive Langevin's |a|^2 is a reduction whose summation
+    # order the compiler chooses, so there equality is to float32 rounding of that sum.
+    monkeypatch.setattr(P, "SMALL_TENSOR", 40)
+    monkeypatch.setattr(P, "_STEP_CHUNK", 64)
+    shapes = [torch.Size(s) for s in [(13, 11), (5,), (300,)]]
+    keys, offsets = [3, 2**41 + 1, 7], [0, 2, 5]
+    g = torch.Generator().manual_seed(0)
+    init = [torch.randn(s, generator=g) for s in shapes]
+    out = {}
+    for compiled in (False, True):
+        plan = P.ListNoise(shapes, keys, offsets, torch.float32, torch.device("cpu"),
+                           compiled=compiled)
+        th, mo = [t.clone() for t in init], [0.1 * t.clone() for t in init]
+        xi = torch.full((1, 3), 0.1)
+        for step in range(3):
+            gr = [1e-2 * torch.randn(s, generator=torch.Generator().manual_seed(step))
+                  for s in shapes]
+            assert math.isfinite(float(plan.prepare(gr, step)))
+            plan.sgld(th, gr, 0.1, 0.01)
+            plan.baoab(th, mo, gr, -0.1, 0.05, 0.9, 0.1)
+            f = [x.unsqueeze(1) for x in torch.exp(-0.05 * xi).unbind(1)]
+            kin = plan.adl_first(th, mo, gr, -0.1, 0.05, f, 0.2, 0.1)
+            xi += 0.01 * torch.stack(kin, 1)
+            f = [x.unsqueeze(1) for x in torch.exp(-0.05 * xi).unbind(1)]
+            plan.adl_second(th, mo, 0.05, f)
+            if step == 0:  # before any reduction fed back: bitwise
+                out[(compiled, "first")] = [t.clone() for t in th + mo]
+        out[compiled] = th + mo
+        if compiled:
+            assert P._list_kernel("gen_check", True).is_compiled
+    for a, b in zip(out[(False, "first")], out[(True, "first")]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(out[False], out[True]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -618,3 +618,399 @@ def get_compiled(fn: Callable[..., Any]) -> _CompiledOrEager | _StepWithKernel:
         else:
             _COMPILED[fn] = _CompiledOrEager(fn, _try_compile(fn, False))
     return _COMPILED[fn]
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor-list steps: a group's own tensors, each with its own key and global offset
+# --------------------------------------------------------------------------------------------
+SMALL_TENSOR = 1 << 16
+"""Tensors with fewer elements take their noise from a multi-step cache (:class:`ListNoise`):
+below this size a compiled call's fixed cost (tens of µs) would dominate the tensor's work."""
+_CACHE_ELEMS = 1 << 19  # normals per cache refill (steps x small elements), 2 MB in float32
+_CACHE_MAX_STEPS = 256
+_SCALAR_C1 = 0xF0000000  # counter word 1 of scalar draws; element blocks have c1 < 2**28
+
+
+def _gen_check_kernel(out: Tensor, grad: Tensor, seed: Tensor, step: Tensor, b0: Tensor,
+                      lead: int) -> Tensor:
+    """``out = Z`` on one piece, and ``sum(grad * 0)``: NaN exactly when ``grad`` holds a NaN or
+    an inf (``inf * 0`` is NaN; finite values give zeros, so no overflow). One compiled call
+    generates the noise and checks the gradient it will be combined with."""
+    out.copy_(_normals(out.shape[0], lead, b0, seed, step).to(out.dtype))
+    return (grad * 0).sum()
+
+
+def _multi_step_kernel(blocks: Tensor, k0: Tensor, k1: Tensor, steps: Tensor) -> Tensor:
+    """Normals of the given Philox blocks (one key per block) at several steps: ``[K, 4 nb]``,
+    row ``j`` holding blocks ``blocks`` at step ``steps[j]`` (layout in the module docstring)."""
+    t = steps.unsqueeze(1)
+    w = _philox_words(blocks & _MASK32, blocks >> 32, t & _MASK32, (t >> 32) & _MASK32, k0, k1)
+    a = [(x >> 8).to(torch.int32) for x in w]
+    rho0 = _sqrt_heron(_neg2log_unit(a[0]))
+    rho2 = _sqrt_heron(_neg2log_unit(a[2]))
+    c1, s1 = _cos_sin_turn(a[1])
+    c3, s3 = _cos_sin_turn(a[3])
+    z = torch.stack((rho0 * c1, rho0 * s1, rho2 * c3, rho2 * s3), dim=-1)
+    return z.reshape(steps.shape[0], -1)
+
+
+def _sgld_update(theta: Tensor, grad: Tensor, r: Tensor, h: Tensor, std: Tensor) -> None:
+    """SGLD with given noise, rounded as :func:`_sgld_kernel`."""
+    theta.add_(std * r - h * grad)
+
+
+def _baoab_update(theta: Tensor, mom: Tensor, grad: Tensor, r: Tensor, kick: Tensor,
+                  half_h: Tensor, c: Tensor, d: Tensor) -> None:
+    """BAOAB with given noise, rounded as :func:`_baoab_kernel`."""
+    mom.add_(kick * grad)
+    theta.add_(half_h * mom)
+    mom.mul_(c).add_(d * r)
+    theta.add_(half_h * mom)
+
+
+def _adl_update1(theta: Tensor, mom: Tensor, grad: Tensor, r: Tensor, kick: Tensor,
+                 half_h: Tensor, f: Tensor, cz: Tensor, s2: Tensor) -> Tensor:
+    """Adaptive Langevin up to E, on ``[R, m]`` views: B, A, C (factor ``f``, ``[R, 1]``), and
+    the merged D; returns :math:`|p' + c_z R|^2` per replica (see :func:`adl_kinetic_draw`)."""
+    mom.add_(kick * grad)
+    theta.add_(half_h * mom)
+    mom.mul_(f)
+    a = mom + cz * r
+    kin = (a * a).sum(1)
+    mom.add_(s2 * r)
+    return kin
+
+
+def _adl_update1_nonoise(theta: Tensor, mom: Tensor, grad: Tensor, kick: Tensor,
+                         half_h: Tensor, f: Tensor) -> Tensor:
+    """:func:`_adl_update1` with :math:`\\sigma_A = 0`."""
+    mom.add_(kick * grad)
+    theta.add_(half_h * mom)
+    mom.mul_(f)
+    return (mom * mom).sum(1)
+
+
+def _adl_update2(theta: Tensor, mom: Tensor, f: Tensor, half_h: Tensor) -> None:
+    """Adaptive Langevin after E: C (factor ``f``, ``[R, 1]``), then A."""
+    mom.mul_(f)
+    theta.add_(half_h * mom)
+
+
+_LIST_KERNELS: dict[str, Callable[..., Any]] = {
+    "gen_check": _gen_check_kernel,
+    "multi_step": _multi_step_kernel,
+    "sgld": _sgld_update,
+    "baoab": _baoab_update,
+    "adl1": _adl_update1,
+    "adl1_nonoise": _adl_update1_nonoise,
+    "adl2": _adl_update2,
+}
+_LIST_COMPILED: dict[str, _CompiledOrEager] = {}
+
+
+def _list_kernel(name: str, compiled: bool) -> Callable[..., Any]:
+    fn = _LIST_KERNELS[name]
+    if not compiled:
+        return fn
+    if name not in _LIST_COMPILED:
+        _LIST_COMPILED[name] = _CompiledOrEager(fn, _try_compile(fn, True))
+    return _LIST_COMPILED[name]
+
+
+# -- scalar draws for Adaptive Langevin's merged D half-steps (pure Python, float64) ----------
+def _philox_py(c: tuple[int, int, int, int], k0: int, k1: int) -> tuple[int, int, int, int]:
+    """Philox4x32-10 on Python ints (same function as :func:`philox4x32_10`)."""
+    c0, c1, c2, c3 = c
+    m0, m1 = PHILOX_M
+    w0, w1 = PHILOX_W
+    for r in range(_ROUNDS):
+        if r:
+            k0 = (k0 + w0) & _MASK32
+            k1 = (k1 + w1) & _MASK32
+        p0, p1 = m0 * c0, m1 * c2
+        c0, c1, c2, c3 = ((p1 >> 32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ c3 ^ k1,
+                          p0 & _MASK32)
+    return c0, c1, c2, c3
+
+
+def _unit(w: int) -> float:
+    """A uniform in (0, 1) from a 32-bit word: :math:`(w + 1/2)\\, 2^{-32}`."""
+    return (w + 0.5) * 2.0**-32
+
+
+def adl_kinetic_draw(key: int, step: int, replica: int, n: int, a2: float, c: float) -> float:
+    r"""Kinetic energy :math:`|a + c Z|^2` seen by E between the two D half-steps, drawn exactly.
+
+    Adaptive Langevin's :math:`D_{h/2} E_h D_{h/2}` adds :math:`s(R_1 + R_2)` to the momentum
+    :math:`p'` (:math:`s = \sigma_A\sqrt{h/2}`) and E reads :math:`|p' + s R_1|^2`. With
+    :math:`Z_1 = (R_1 + R_2)/\sqrt2` and :math:`Z_2 = (R_1 - R_2)/\sqrt2`, independent standard
+    normals, the momentum after both half-steps is :math:`p' + \sqrt2 s Z_1` and E reads
+    :math:`|a + c Z_2|^2` with :math:`a = p' + c Z_1`, :math:`c = s/\sqrt2`. By rotation
+    invariance of :math:`Z_2`,
+
+    .. math:: |a + c Z_2|^2 \overset{d}{=} (|a| + c X)^2 + c^2 \chi^2_{n-1},
+
+    with :math:`X \sim N(0, 1)` and :math:`\chi^2_{n-1}` independent of each other and of
+    :math:`(p', Z_1)`. So the step needs :math:`n` normals (:math:`Z_1`) plus two scalars per
+    thermostat segment instead of :math:`2n` normals, and the joint law of the new momentum and
+    the new ξ is exactly that of the two-draw scheme.
+
+    The scalars come from Philox blocks keyed by ``key`` at counter
+    ``(j, 0xF0000000 + replica, step mod 2**32, step div 2**32)``, ``j = 0, 1, ...`` (element
+    blocks never reach that counter word): words 0, 1 give :math:`X` and a normal by Box–Muller,
+    word 2 the acceptance uniform of Marsaglia and Tsang's gamma sampler
+    (:math:`\chi^2_{n-1} = 2\,\Gamma(\tfrac{n-1}{2})`; for shape below 1 it samples shape + 1
+    and multiplies by :math:`U^{1/\alpha}`, word 3), rejected candidates move to the next
+    ``j``. Pure Python in float64, so every rank and every backend computes the same value.
+
+    Args:
+        key: the segment's 64-bit Philox key (the key of its first tensor).
+        step: the step counter.
+        replica: replica index (0 without ensembles).
+        n: number of entries the thermostat acts on (the global size under sharding).
+        a2: :math:`|a|^2`, summed over the segment (and over shards).
+        c: :math:`c = \sigma_A\sqrt h / 2`.
+
+    Returns:
+        :math:`(|a| + cX)^2 + c^2\chi^2_{n-1}`.
+    """
+    if c == 0.0:
+        return a2
+    k0, k1 = key & _MASK32, (key >> 32) & _MASK32
+    t0, t1 = step & _MASK32, (step >> 32) & _MASK32
+    alpha = 0.5 * (n - 1)
+    boost = alpha < 1.0
+    d = (alpha + 1.0 if boost else alpha) - 1.0 / 3.0
+    cc = 1.0 / math.sqrt(9.0 * d)
+    j = 0
+    x_first: float | None = None
+    gamma = 0.0
+    while True:
+        w = _philox_py((j, _SCALAR_C1 + replica, t0, t1), k0, k1)
+        j += 1
+        rad = math.sqrt(-2.0 * math.log(_unit(w[0])))
+        ang = 2.0 * math.pi * _unit(w[1])
+        if x_first is None:
+            x_first = rad * math.cos(ang)
+        if alpha <= 0.0:
+            break
+        x = rad * math.sin(ang)
+        v = (1.0 + cc * x) ** 3
+        if v <= 0.0:
+            continue
+        if math.log(_unit(w[2])) < 0.5 * x * x + d - d * v + d * math.log(v):
+            gamma = d * v
+            if boost:
+                gamma *= _unit(w[3]) ** (1.0 / alpha)
+            break
+    return (math.sqrt(a2) + c * x_first) ** 2 + c * c * 2.0 * gamma
+
+
+# -- the per-group plan ----------------------------------------------------------------------
+class ListNoise:
+    r"""Counter-based noise and fused steps for one parameter group's list of tensors.
+
+    Tensor ``k`` (of any shape, contiguous) gets the normals
+    :math:`Z(\mathrm{key}_k, t, \mathrm{offset}_k + i)` for its flat element ``i`` at step
+    ``t``: its own key and its global offset (0, or its shard's offset under FSDP2, so that a
+    sharded run draws exactly the unsharded run's numbers). Two paths, the same numbers:
+
+    * tensors of at least :data:`SMALL_TENSOR` elements: one compiled call per piece of
+      ``_STEP_CHUNK`` elements writes the step's noise into a persistent buffer *and* checks the
+      gradient for NaN/inf in the same call (:meth:`prepare`), then one compiled call per tensor
+      applies the method's whole update (:meth:`sgld`, :meth:`baoab`, :meth:`adl`);
+    * smaller tensors, horizontally: one call generates the normals of all of them for the next
+      ``K`` steps at once (``K`` up to 256, about 2 MB), and every step is a handful of
+      multi-tensor (``foreach``) ops with the same arithmetic. Their gradients are checked by
+      one ``foreach`` norm.
+
+    Args:
+        shapes: the tensors' shapes (local shards under sharding).
+        keys: one 63-bit Philox key per tensor.
+        offsets: one global offset per tensor.
+        dtype: the tensors' dtype (noise is the float32 stream cast to it).
+        device: their device.
+        compiled: use compiled kernels (``get_compiled``'s rules and eager fallback); ``None``
+            compiles when ``HEATBATH_COMPILE`` is not ``"0"``.
+        replicas: leading replica dimension (ensembles) for Adaptive Langevin's per-replica
+            reductions; ``None`` for one replica.
+    """
+
+    def __init__(self, shapes: list[torch.Size], keys: list[int], offsets: list[int],
+                 dtype: torch.dtype, device: torch.device, *, compiled: bool | None = None,
+                 replicas: int | None = None) -> None:
+        if not (len(shapes) == len(keys) == len(offsets)):
+            raise ValueError("shapes, keys and offsets must have one entry per tensor")
+        self.shapes = [torch.Size(s) for s in shapes]
+        self.numels = [s.numel() for s in self.shapes]
+        for n, off in zip(self.numels, offsets):
+            _check_range(n, off)
+        self.keys = [int(k) for k in keys]
+        self.key_t = [torch.tensor(k, dtype=torch.int64) for k in self.keys]
+        self.offsets = [int(o) for o in offsets]
+        self.dtype, self.device = dtype, device
+        self.R = replicas or 1
+        if compiled is None:
+            compiled = os.environ.get("HEATBATH_COMPILE", "1") != "0"
+        self.compiled = compiled
+        self.big = [i for i, n in enumerate(self.numels) if n >= SMALL_TENSOR]
+        self.small = [i for i, n in enumerate(self.numels) if 0 < n < SMALL_TENSOR]
+        self._pieces = {i: _pieces(self.numels[i], self.offsets[i]) for i in self.big}
+        self._bufs: dict[int, Tensor] = {}
+        self._cache: Tensor | None = None
+        self._cache_first = -1
+        self._setup_small()
+
+    # -- small tensors: multi-step cache --------------------------------------------------------
+    def _setup_small(self) -> None:
+        blocks, k0, k1, self._starts = [], [], [], []
+        pos = 0
+        for i in self.small:
+            n, off, key = self.numels[i], self.offsets[i], self.keys[i]
+            b_lo, b_hi = off // 4, (off + n + 3) // 4
+            self._starts.append(4 * pos + off % 4)
+            blocks.append(torch.arange(b_lo, b_hi, dtype=torch.int64))
+            k0.append(torch.full((b_hi - b_lo,), key & _MASK32, dtype=torch.int64))
+            k1.append(torch.full((b_hi - b_lo,), (key >> 32) & _MASK32, dtype=torch.int64))
+            pos += b_hi - b_lo
+        self._nb = pos
+        if pos:
+            self._blocks = torch.cat(blocks).to(self.device)
+            self._k0 = torch.cat(k0).to(self.device)
+            self._k1 = torch.cat(k1).to(self.device)
+        self.cache_steps = max(1, min(_CACHE_MAX_STEPS, _CACHE_ELEMS // max(1, 4 * pos)))
+
+    def _small_noise(self, step: int) -> list[Tensor]:
+        if self._cache is None or not (0 <= step - self._cache_first < self.cache_steps):
+            steps = torch.arange(step, step + self.cache_steps, dtype=torch.int64,
+                                 device=self.device)
+            z = _list_kernel("multi_step", self.compiled)(self._blocks, self._k0, self._k1,
+                                                          steps)
+            self._cache = z if self.dtype == torch.float32 else z.to(self.dtype)
+            self._cache_first = step
+        row = self._cache[step - self._cache_first]
+        return [row[s:s + self.numels[i]].view(self.shapes[i])
+                for s, i in zip(self._starts, self.small)]
+
+    # -- the step --------------------------------------------------------------------------------
+    def prepare(self, grads: list[Tensor], step: int, noise: bool = True) -> Tensor:
+        """Generate step ``step``'s noise (when ``noise``) and check ``grads`` (one per tensor).
+
+        Changes no parameter. Returns a 0-d tensor that is finite exactly when every gradient
+        is finite (a sum of ``grad * 0`` for large tensors, of ``foreach`` norms for small
+        ones: those can also overflow on huge finite gradients; the caller looks closer before
+        raising).
+        """
+        checks: list[Tensor] = []
+        t = torch.tensor(step, dtype=torch.int64)
+        if self.big:
+            gen = _list_kernel("gen_check", self.compiled)
+            for i in self.big:
+                g = grads[i].reshape(-1)
+                if noise:
+                    buf = self._bufs.get(i)
+                    if buf is None:
+                        buf = self._bufs[i] = torch.empty(self.numels[i], dtype=self.dtype,
+                                                          device=self.device)
+                    for a, b, b0, lead in self._pieces[i]:
+                        checks.append(gen(buf[a:b], g[a:b], self.key_t[i], t, b0, lead))
+                else:
+                    checks.append((g * 0).sum())
+        if self.small:
+            norms = torch._foreach_norm([grads[i] for i in self.small])
+            checks.extend(norms)
+            self._noise_small = self._small_noise(step) if noise else None
+        if not checks:
+            return torch.zeros((), dtype=self.dtype)
+        return checks[0] if len(checks) == 1 else torch.stack(checks).sum()
+
+    def _noise(self, i: int) -> Tensor:
+        return self._bufs[i].view(self.shapes[i])
+
+    def sgld(self, params: list[Tensor], grads: list[Tensor], h: ScalarLike,
+             std: ScalarLike) -> None:
+        r""":math:`\theta \leftarrow \theta + (\sigma R - h g)` with the prepared noise
+        (``std`` :math:`= \sigma`, e.g. :math:`\sqrt{2h\tau}`)."""
+        hs, ss = _scalar(h, self.dtype), _scalar(std, self.dtype)
+        run = _list_kernel("sgld", self.compiled)
+        for i in self.big:
+            run(params[i], grads[i], self._noise(i), hs, ss)
+        if self.small:
+            P = [params[i] for i in self.small]
+            a = torch._foreach_mul(self._noise_small, ss)
+            torch._foreach_sub_(a, torch._foreach_mul([grads[i] for i in self.small], hs))
+            torch._foreach_add_(P, a)
+
+    def baoab(self, params: list[Tensor], moms: list[Tensor], grads: list[Tensor],
+              kick: ScalarLike, half_h: ScalarLike, c: ScalarLike, d: ScalarLike) -> None:
+        r"""Merged-kick BAOAB (see :func:`baoab_philox_step`) with the prepared noise."""
+        k, hh, cc, dd = (_scalar(v, self.dtype) for v in (kick, half_h, c, d))
+        run = _list_kernel("baoab", self.compiled)
+        for i in self.big:
+            run(params[i], moms[i], grads[i], self._noise(i), k, hh, cc, dd)
+        if self.small:
+            P = [params[i] for i in self.small]
+            M = [moms[i] for i in self.small]
+            torch._foreach_add_(M, torch._foreach_mul([grads[i] for i in self.small], k))
+            torch._foreach_add_(P, torch._foreach_mul(M, hh))
+            torch._foreach_mul_(M, cc)
+            torch._foreach_add_(M, torch._foreach_mul(self._noise_small, dd))
+            torch._foreach_add_(P, torch._foreach_mul(M, hh))
+
+    def adl_first(self, params: list[Tensor], moms: list[Tensor], grads: list[Tensor],
+                  kick: ScalarLike, half_h: ScalarLike, factors: list[Tensor],
+                  sigma_a: float, h: float) -> list[Tensor]:
+        r"""Adaptive Langevin's B, A, C and the merged D half-steps, per tensor.
+
+        ``factors[k]``: C's factor :math:`e^{-\xi h/2}` of tensor ``k``, shape ``[R, 1]``.
+        Returns per tensor :math:`|a|^2` per replica (shape ``[R]``, local to this shard):
+        :math:`a = p' + cR` with :math:`c = \sigma_A\sqrt h/2`, and adds
+        :math:`\sigma_A\sqrt h\,R` to the momentum; E's kinetic energy then comes from
+        :func:`adl_kinetic_draw` (one N-normal draw per step, not 2N).
+        """
+        k, hh = _scalar(kick, self.dtype), _scalar(half_h, self.dtype)
+        noisy = sigma_a > 0.0
+        cz = _scalar(0.5 * sigma_a * math.sqrt(h), self.dtype)
+        s2 = _scalar(sigma_a * math.sqrt(h), self.dtype)
+        run = _list_kernel("adl1" if noisy else "adl1_nonoise", self.compiled)
+        out: list[Tensor | None] = [None] * len(params)
+        R = self.R
+        for i in self.big:
+            th, mo, gr = (x.view(R, -1) for x in (params[i], moms[i], grads[i]))
+            if noisy:
+                out[i] = run(th, mo, gr, self._bufs[i].view(R, -1), k, hh, factors[i], cz, s2)
+            else:
+                out[i] = run(th, mo, gr, k, hh, factors[i])
+        if self.small:
+            sm = self.small
+            P = [params[i].view(R, -1) for i in sm]
+            M = [moms[i].view(R, -1) for i in sm]
+            torch._foreach_add_(M, torch._foreach_mul([grads[i].view(R, -1) for i in sm], k))
+            torch._foreach_add_(P, torch._foreach_mul(M, hh))
+            torch._foreach_mul_(M, [factors[i] for i in sm])
+            if noisy:
+                Z = [z.view(R, -1) for z in self._noise_small]
+                A = torch._foreach_add(M, torch._foreach_mul(Z, cz))
+                torch._foreach_add_(M, torch._foreach_mul(Z, s2))
+            else:
+                A = M
+            for i, a in zip(sm, A):
+                out[i] = (a * a).sum(1)
+        for i, n in enumerate(self.numels):
+            if n == 0:
+                out[i] = torch.zeros(R, dtype=self.dtype, device=self.device)
+        return out  # type: ignore[return-value]
+
+    def adl_second(self, params: list[Tensor], moms: list[Tensor], half_h: ScalarLike,
+                   factors: list[Tensor]) -> None:
+        """Adaptive Langevin's closing C (factors as in :meth:`adl_first`) and A."""
+        hh = _scalar(half_h, self.dtype)
+        R = self.R
+        run = _list_kernel("adl2", self.compiled)
+        for i in self.big:
+            run(params[i].view(R, -1), moms[i].view(R, -1), factors[i], hh)
+        if self.small:
+            sm = self.small
+            M = [moms[i].view(R, -1) for i in sm]
+            torch._foreach_mul_(M, [factors[i] for i in sm])
+            torch._foreach_add_([params[i].view(R, -1) for i in sm], torch._foreach_mul(M, hh))
