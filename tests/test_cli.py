@@ -77,7 +77,9 @@ def test_compare_from_config_writes_every_output(tmp_path: Path, tiny_config: Pa
                                 capsys)
     assert code == 0, err
     run = out / "tiny"
-    names = {p.name for p in run.iterdir() if p.is_file()}
+    names = {p.name for p in run.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert {p.name for p in run.iterdir() if p.name.startswith(".")} == {
+        ".heatbath-run", ".heatbath-lock"}  # the ownership marker and the lock file
     assert names == {"config.toml", "metrics.csv", "summary.md", "summary.csv", "curves.png",
                      "decision_maps.png", "histograms.png"}
     # the table and the output folder are printed
@@ -123,9 +125,10 @@ def test_compare_from_config_writes_every_output(tmp_path: Path, tiny_config: Pa
     # no temporary files left behind
     assert not [p for p in run.rglob("*.tmp")]
 
-    # a fresh run under the same name leaves nothing of the earlier one (figures, methods)
+    # a fresh run of another config under the same name needs --force, and then leaves
+    # nothing of the earlier one (figures, methods)
     code, _, err = run_cli(["compare", "--config", str(tiny_config), "--out", str(out),
-                            "--methods", "adam", "--no-plots", "--quiet"], capsys)
+                            "--methods", "adam", "--no-plots", "--quiet", "--force"], capsys)
     assert code == 0, err
     assert not list(run.glob("*.png"))
     assert {r["method"] for r in _metrics(run / "metrics.csv")} == {"adam"}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from heatbath.data import Dataset, make_dataset
-from heatbath.engine import ModelSpec, OptimSpec, Trainer, train
+from heatbath.engine import ModelSpec, OptimSpec, Trainer, checkpoint, train
 from heatbath.engine import trainer as trainer_module
 
 SHLP = ModelSpec("shlp", hidden=10)
@@ -142,7 +142,7 @@ def test_checkpoint_every_writes_atomically(data: Dataset, tmp_path: Path) -> No
         until=6, checkpoint=ckpt, checkpoint_every=4, num_threads=1)
     assert ckpt.is_file()
     assert [p.name for p in ckpt.parent.iterdir()] == ["c.pt"]  # no temporary left behind
-    state = torch.load(ckpt, weights_only=True)
+    state = checkpoint.load(ckpt)  # the verified file (header, SHA-256, then the payload)
     assert state["step"] == 6
 
 

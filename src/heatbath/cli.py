@@ -11,8 +11,11 @@ one computation) and writes ``<out>/<name>/``::
     decision_maps.png  classifiers on the plane, 2-D data only (Fig. 1/9)
     histograms.png   weight and bias distributions over time (Fig. 6-8)
 
-Bad input (unknown method, dataset or key, a negative size, a malformed config) ends with one
-line ``heatbath <command>: error: ...`` naming the field, and exit status 2.
+Bad input (unknown method, dataset or key, a negative size, a malformed config, a run folder
+that is not this run's or is in use, a corrupt checkpoint, a read-only or full disk) ends with
+one line ``heatbath <command>: error: ...`` naming the field or file, and exit status 2. SIGTERM
+and SIGINT write the checkpoints and end with status 128 + the signal number (see
+docs/run-folders.md).
 
 The subcommands are listed in :data:`SUBCOMMANDS`: ``train``, ``compare`` and ``demo`` are
 defined here; ``reproduce``, ``ctld`` and ``structure`` live with their paper under
@@ -124,9 +127,19 @@ def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str,
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     o.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same name from its checkpoint")
+    _add_run_folder_options(o)
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help=f"set any config field, e.g. {set_example} (values are TOML: 1e-4, "
                         "true, \"text\"); repeatable")
+
+
+def _add_run_folder_options(g: Any) -> None:
+    g.add_argument("--force", action="store_true",
+                   help="replace a heatbath run of another config in OUT/NAME (a folder that "
+                        "is not a heatbath run is never replaced)")
+    g.add_argument("--restart-from-scratch", action="store_true",
+                   help="discard the run's checkpoints and outputs and train from step 0 "
+                        "(after a corrupt checkpoint)")
 
 
 _FLAG_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -317,6 +330,7 @@ def _setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo")
+    _add_run_folder_options(p)
     p.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="KEY=VALUE", help="override any config field (see compare --help)")
 
@@ -334,7 +348,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_config(cfg: dict[str, Any], args: argparse.Namespace, *, title: str) -> int:
     from heatbath.engine.experiment import run_experiment  # engine and matplotlib load lazily
 
-    result = run_experiment(cfg, quiet=args.quiet, resume=args.resume)
+    result = run_experiment(cfg, quiet=args.quiet, resume=args.resume, force=args.force,
+                            restart=args.restart_from_scratch)
     if not args.quiet:
         print(result.summary_markdown, end="")
         print(f"\n{title}: {result.wall_s:.1f} s; outputs in {result.out_dir}/")
@@ -407,9 +422,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split())
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGINT after the checkpoints
+        signum = getattr(exc, "signum", 2)
+        print(f"{prog}: interrupted" + (" (checkpoints written; continue with --resume)"
+                                        if hasattr(exc, "signum") else ""), file=sys.stderr)
+        return 128 + signum
+    except OSError as exc:  # a read-only folder, a full disk: one line naming the file
+        if os.environ.get("HEATBATH_DEBUG"):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{prog}: error: cannot write or read{where}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `heatbath ... | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

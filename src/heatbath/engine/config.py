@@ -64,6 +64,12 @@ __all__ = [
     "resolve",
     "snapshot_steps",
     "method_hparams",
+    "available_memory",
+    "check_memory",
+    "estimate_run_bytes",
+    "model_params",
+    "FLOAT32_MAX",
+    "MAX_SEED",
 ]
 
 #: optimizer names a method table may use (heatbath.optim.build_optimizer's)
@@ -122,8 +128,13 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {p} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {p} is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.reason}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    except PermissionError:
+        raise ConfigError(f"config file {p} cannot be read (permission denied)") from None
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,29 +232,32 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     ``plots.snapshots`` into a list of steps. Raises :class:`ConfigError`
     naming the first bad field.
     """
+    from heatbath.engine.runfolder import check_component
+
     c = merge(DEFAULTS, cfg)
     unknown = sorted(set(c) - _TOP_KEYS)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} (top level); allowed: "
                           f"{', '.join(sorted(_TOP_KEYS))}")
-    if not isinstance(c["name"], str) or not c["name"] or "/" in c["name"] or c["name"] in (
-            ".", ".."):
-        raise ConfigError(f"name must be a non-empty folder name without '/', got {c['name']!r}")
+    c["name"] = check_component("name", c["name"])
     if not isinstance(c["out"], str) or not c["out"]:
         raise ConfigError(f"out must be a folder path, got {c['out']!r}")
     c["steps"] = _field("steps", check_int, c["steps"], low=1)
     c["subsample"] = _field("subsample", check_real, c["subsample"], low=0.0, high=100.0,
                             low_open=True)
-    c["first_seed"] = _field("first_seed", check_int, c["first_seed"], low=0)
+    c["first_seed"] = _field("first_seed", check_int, c["first_seed"], low=0, high=MAX_SEED)
     seeds = c["seeds"]
     if isinstance(seeds, list):
         if not seeds:
             raise ConfigError("seeds must be a positive count or a non-empty list of seeds")
-        c["seeds"] = [_field(f"seeds[{i}]", check_int, s, low=0) for i, s in enumerate(seeds)]
+        c["seeds"] = [_field(f"seeds[{i}]", check_int, s, low=0, high=MAX_SEED)
+                      for i, s in enumerate(seeds)]
         if len(set(c["seeds"])) != len(c["seeds"]):
             raise ConfigError(f"seeds must not repeat, got {seeds}")
     else:
-        n = _field("seeds", check_int, seeds, low=1)
+        n = _field("seeds", check_int, seeds, low=1, high=MAX_SEED - c["first_seed"] + 1)
+        # a lower bound (every run keeps at least its metric rows): refuse before the list
+        check_memory("seeds", n * _MIN_BYTES_PER_RUN, f"seeds = {n}")
         c["seeds"] = list(range(c["first_seed"], c["first_seed"] + n))
     if c["eval_every"] is None:
         c["eval_every"] = max(1, c["steps"] // 100)
@@ -268,6 +282,9 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("n_train", "n_test"):
         if data.get(key) is not None:
             data[key] = _field(f"data.{key}", check_int, data[key], low=2)
+            if data["name"] in ("spirals", "trig"):  # generated: 2-D points, a few copies
+                check_memory(f"data.{key}", data[key] * _BYTES_PER_2D_POINT,
+                             f"data.{key} = {data[key]}")
     data["seed"] = _field("data.seed", check_int, data.get("seed", 0), low=0)
     if not isinstance(c["model"].get("name"), str):
         raise ConfigError("model.name is required (e.g. \"shlp\")")
@@ -309,11 +326,111 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"unknown method {method!r} in methods.{label}: must be one of "
                               f"{', '.join(METHOD_NAMES)}{hint}") from exc
         table["method"] = method
+        check_component("method label", label)
         for key, value in METHOD_DEFAULTS[method].items():
             table.setdefault(key, value)
         if "init" in table and not isinstance(table["init"], str):
             raise ConfigError(f"methods.{label}.init must be a string, got {table['init']!r}")
+    for section in ("data", "model", "methods"):
+        _check_float32(section, c[section])
     return c
+
+
+def _check_float32(where: str, value: Any) -> None:
+    """Numbers of the data, model and method tables must be finite float32 values.
+
+    The training runs in float32: a hyperparameter such as ``h = 1e39`` would become ``inf``
+    in the first step, so it is refused here, naming the field.
+    """
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_float32(f"{where}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_float32(f"{where}[{i}]", v)
+    elif isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+        raise ConfigError(f"{where} must be a finite number of magnitude at most "
+                          f"{FLOAT32_MAX:.4g} (float32), got {value!r}")
+
+
+# --------------------------------------------------------------------------- resource guards
+
+#: the largest float32 (training runs in float32)
+FLOAT32_MAX = 3.4028234663852886e38
+#: seeds are 63-bit (the data-order and noise generators take signed 64-bit seeds)
+MAX_SEED = (1 << 63) - 1
+# the least memory one run (one seed of one method) takes: its metric rows, its generator
+_MIN_BYTES_PER_RUN = 4096
+# a generated 2-D point while the data is built: float64 draws, float32 copies, its label
+_BYTES_PER_2D_POINT = 128
+
+
+def model_params(model: Mapping[str, Any], d_in: int, n_classes: int) -> int:
+    """Number of parameters of one replica of a ``model`` table (an upper bound for 2 classes).
+
+    Computed from the widths, before anything is allocated: ``d_in → hidden… → n_classes``,
+    a weight matrix and a bias per layer.
+    """
+    hidden = model.get("hidden", 20)
+    widths = list(hidden) if isinstance(hidden, (list, tuple)) else [hidden]
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+        return 0  # not a valid width: the model's own check names it
+    sizes = [d_in, *widths, n_classes]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None``."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PB"
+
+
+def check_memory(field: str, need: float, what: str) -> None:
+    """Raise :class:`ConfigError` if ``need`` bytes (an estimate) exceed the available memory.
+
+    Args:
+        field: the config field to name (``seeds``, ``data.n_train``, ``model.hidden``).
+        need: the estimated peak memory in bytes.
+        what: what needs it, for the message (``"seeds = 10000000"``).
+    """
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise ConfigError(f"{what} needs about {_fmt_bytes(need)} of memory (estimate), "
+                          f"more than the {_fmt_bytes(avail)} available; lower {field}")
+
+
+def estimate_run_bytes(*, n_params: int, replicas: int, n_evals: int, n_snapshots: int,
+                       batch: int, widest: int, data_bytes: int, parallel: int = 1) -> int:
+    """Estimated peak memory (bytes) of training one method as a batched ensemble.
+
+    Parameters, gradients, optimizer state, the divergence backup and frozen copies and the
+    step's temporaries are about 10 float32 copies of the ensemble's parameters; each snapshot
+    is one more; a metric row is a small dict (about 600 bytes, two per run and evaluation);
+    the minibatch activations are ``replicas × batch × widest`` floats (a few copies); the
+    evaluation works in chunks of a fixed size (about 64 MB). ``parallel`` methods train at
+    once, each with its own copy of the data.
+    """
+    params = 4 * n_params * replicas * (10 + n_snapshots)
+    rows = 600 * 2 * replicas * n_evals
+    activations = 4 * 4 * replicas * batch * widest + (64 << 20)
+    return parallel * (params + rows + activations + data_bytes)
 
 
 def method_hparams(table: Mapping[str, Any]) -> dict[str, Any]:

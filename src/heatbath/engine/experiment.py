@@ -12,17 +12,20 @@
 4. write ``summary.md``/``summary.csv`` and the figures (``curves.png``, ``decision_maps.png``
    for 2-D inputs, ``histograms.png``).
 
-All files are written atomically (:mod:`heatbath.output.io`).
+All files are written atomically (:mod:`heatbath.output.io`). Before anything is written the
+run folder is claimed (:mod:`heatbath.engine.runfolder`: it must be this run's or free, and it
+is locked), and on ``resume`` every checkpoint is verified (:mod:`heatbath.engine.checkpoint`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import multiprocessing
 import os
 import queue as _queue
-import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +37,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from heatbath.engine.config import ConfigError, method_hparams, resolve
+from heatbath.engine import shutdown
+from heatbath.engine.config import (
+    ConfigError,
+    check_memory,
+    estimate_run_bytes,
+    method_hparams,
+    model_params,
+    resolve,
+)
+from heatbath.engine.runfolder import RUN_FILES, RunFolder, open_run
 from heatbath.output.io import write_csv, write_toml
 from heatbath.output.summary import (
     METRIC_COLUMNS,
@@ -123,6 +135,7 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
     models: dict[str, Any] = {}
     optims: dict[str, Any] = {}
     n_params = 0
+    _check_resources(c, data)  # before any model is built
     for label, table in c["methods"].items():
         model_kw = dict(c["model"])
         if "init" in table:
@@ -153,6 +166,28 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
     if c.get("threads") is None and n_params * len(c["seeds"]) < SMALL_MODEL_PARAMS:
         c["threads"] = 1
     return Prepared(c, data, models, optims)
+
+
+def _check_resources(c: Mapping[str, Any], data: Any) -> None:
+    """Refuse a run whose memory estimate exceeds what is available (names the field)."""
+    d_in, n_classes = data.input_dim, data.n_classes
+    n_params = model_params(c["model"], d_in, n_classes)
+    hidden = c["model"].get("hidden", 20)
+    widest = max([d_in, n_classes, *(hidden if isinstance(hidden, list) else [hidden])])
+    n_train = data.X_train.shape[0]
+    batch = max(1, round(n_train * c["subsample"] / 100.0))
+    data_bytes = 4 * (n_train + data.X_test.shape[0]) * (d_in + 2)
+    n_labels = len(c["methods"])
+    parallel = min(n_labels, c.get("workers") or 1) if c.get("workers") != 0 else \
+        min(n_labels, os.cpu_count() or 1)
+    need = estimate_run_bytes(
+        n_params=n_params, replicas=len(c["seeds"]), n_evals=c["steps"] // c["eval_every"] + 2,
+        n_snapshots=len(c["plots"]["snapshots"]) + c["plots"]["map_last_steps"],
+        batch=batch, widest=widest if isinstance(widest, int) else 1, data_bytes=data_bytes,
+        parallel=parallel)
+    check_memory("seeds, model.hidden or steps/eval_every", need,
+                 f"training {len(c['seeds'])} seeds x {n_params:,} parameters x "
+                 f"{c['steps'] // c['eval_every'] + 1:,} evaluations")
 
 
 def _data_title(c: Mapping[str, Any], data: Any) -> str:
@@ -221,8 +256,7 @@ def _final_acc(rows: Sequence[Mapping[str, Any]], method: str, seed: int | None)
 
 
 #: the files a run writes into its folder (besides ``checkpoints/``)
-OUTPUT_FILES = ("config.toml", "metrics.csv", "summary.md", "summary.csv", "curves.png",
-                "decision_maps.png", "histograms.png")
+OUTPUT_FILES = RUN_FILES
 
 
 @dataclass
@@ -255,8 +289,10 @@ def _run_job(job: _Job, report: ProgressCallback) -> tuple[str, Any, float]:
 _WORKER_QUEUE: Any = None
 
 
-def _worker_init(queue: Any) -> None:
+def _worker_init(queue: Any, parent_pid: int) -> None:
     global _WORKER_QUEUE
+    shutdown.worker_init(parent_pid)  # dies with the parent; SIGTERM/SIGINT flush and stop
+    queue.cancel_join_thread()  # never block at exit on a pipe nobody reads
     _WORKER_QUEUE = queue
 
 
@@ -281,41 +317,76 @@ def _run_parallel(jobs: Sequence[_Job], workers: int, on_progress: ProgressCallb
             except _queue.Empty:
                 return
 
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(queue,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(queue, os.getpid()))
+    pending: set[Any] = set()
+    clean = False
+    try:
         pending = {pool.submit(_worker_job, job) for job in jobs}
-        try:
-            while pending:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                drain()
-                for fut in finished:
-                    on_done(*fut.result())
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+        while pending:
+            if shutdown.requested():
+                raise shutdown.Interrupted(shutdown.requested())
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain()
+            for fut in finished:
+                on_done(*fut.result())
+        clean = True
+    finally:
+        if clean:
+            pool.shutdown(wait=True)
+        else:
+            _stop_pool(pool, pending)
 
 
-def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool = False
-                   ) -> RunOutput:
+#: seconds the workers get to write their checkpoints after a stop, before they are killed
+STOP_GRACE_S = 30.0
+
+
+def _stop_pool(pool: ProcessPoolExecutor, pending: set[Any]) -> None:
+    """Stop every worker: SIGTERM (each writes its checkpoint at the next step boundary and
+    ends its job), wait up to :data:`STOP_GRACE_S` for the running jobs, then SIGKILL."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    for fut in pending:
+        fut.cancel()
+    for p in procs:
+        with contextlib.suppress(OSError):
+            os.kill(p.pid, signal.SIGTERM)
+    wait([f for f in pending if not f.cancelled()], timeout=STOP_GRACE_S)
+    for p in procs:
+        with contextlib.suppress(OSError, ValueError):
+            p.kill()
+    for p in procs:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            p.join(timeout=5)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool = False,
+                   force: bool = False, restart: bool = False) -> RunOutput:
     """Check ``cfg``, train every method over all seeds, write all outputs; see module doc.
 
     ``workers`` (config) > 1 trains that many methods at a time in worker processes; 0 means
     one per CPU core (at most one per method).
+
+    The run folder is claimed first (:func:`heatbath.engine.runfolder.open_run`: ownership,
+    lock, on resume the checkpoints' SHA-256), and only then written. ``force`` lets a fresh
+    run replace a heatbath run of another config; ``restart`` starts afresh even when
+    ``resume`` is asked (after a corrupt checkpoint). SIGTERM and SIGINT stop the training at a
+    step boundary, write the checkpoints and raise
+    :class:`heatbath.engine.shutdown.Interrupted`.
     """
     t_start = time.perf_counter()
     prep = prepare(cfg)
+    resume = resume and not restart
+    with shutdown.handle_signals(), open_run(prep.config, prep.config["methods"],
+                                             resume=resume, force=force) as folder:
+        return _run_in_folder(prep, folder, quiet=quiet, resume=resume, t_start=t_start)
+
+
+def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bool,
+                   t_start: float) -> RunOutput:
     c = prep.config
-    out_dir = Path(c["out"]) / c["name"]
-    ckpt_dir = out_dir / "checkpoints"
-    if resume and not ckpt_dir.is_dir():
-        raise ConfigError(f"--resume: no checkpoints in {ckpt_dir} to continue from")
-    if not resume:  # a fresh run: no checkpoint or figure of an earlier run may survive
-        if ckpt_dir.is_dir():
-            shutil.rmtree(ckpt_dir)
-        for stale in OUTPUT_FILES:
-            (out_dir / stale).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = folder.path
     files = [write_toml(out_dir / "config.toml", c)]
 
     steps = c["steps"]
@@ -330,7 +401,7 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     labels = list(c["methods"])
     jobs = [_Job(label, prep.data, prep.models[label], prep.optims[label], dict(
         steps=steps, subsample=c["subsample"], seeds=c["seeds"], eval_every=c["eval_every"],
-        snapshot_steps=snapshot_steps, checkpoint=ckpt_dir / f"{label}.pt",
+        snapshot_steps=snapshot_steps, checkpoint=folder.checkpoint_path(label),
         checkpoint_every=ckpt_every, resume=resume, num_threads=c.get("threads")))
         for label in labels]
     workers = c.get("workers", 1) or min(len(labels), os.cpu_count() or 1)
@@ -384,7 +455,8 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     notes.extend(messages[:20])
     if len(messages) > 20:
         notes.append(f"... and {len(messages) - 20} more stopped runs")
-    summaries, md_path, csv_path = write_summary(out_dir, rows, title=title, notes=notes)
+    summaries, md_path, csv_path = write_summary(out_dir, rows, title=title, notes=notes,
+                                                 steps=steps)
     files += [md_path, csv_path]
 
     if plots_cfg["enabled"]:

@@ -34,7 +34,11 @@ Choices (spec §6 and what it leaves open):
   Training ends when every run has stopped.
 - Checkpoints hold the model, the optimizer (with its noise generator), the data-order
   generators and the position in the current epoch, the step, the rows and snapshots so far:
-  resuming continues bit-identically.
+  resuming continues bit-identically. The files are written atomically with their SHA-256 and
+  verified before they are read (:mod:`heatbath.engine.checkpoint`).
+- A stop request (SIGTERM/SIGINT while :func:`heatbath.engine.shutdown.handle_signals` is
+  active, or in a worker process) ends training at the next step boundary: the checkpoint is
+  written, then :class:`heatbath.engine.shutdown.Interrupted` is raised.
 - Optimizer noise seed: ``derive_seed(s, STREAM_OPTIMIZER)`` for one run; an ensemble draws all
   replicas' noise as one block from one generator (see ``optimizer_seed``), so at τ > 0 replica
   r's noise is independent of the other replicas' but not the same numbers as single run r's.
@@ -44,7 +48,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +63,8 @@ from heatbath.data import STREAM_DATA_ORDER, Dataset, derive_seed
 from heatbath.models.heads import loss_per_sample, predict, probabilities
 from heatbath.optim import NonFiniteGradientError
 
+from . import checkpoint as _checkpoint
+from . import shutdown
 from .specs import ModelSpec, OptimSpec, optimizer_seed
 
 __all__ = ["Trainer", "TrainResult", "train", "ProgressFn", "CHECKPOINT_FORMAT"]
@@ -467,6 +472,11 @@ class Trainer:
                 if progress is not None:
                     progress(0, self.steps, new)
         while self.step < until and self._n_dead < self.R:
+            if shutdown.requested():
+                self.wall_time_s += time.perf_counter() - t0
+                if checkpoint is not None:
+                    self.save(checkpoint)
+                raise shutdown.Interrupted(shutdown.requested())
             self._train_step()
             if self._n_dead == self.R:
                 break
@@ -558,27 +568,29 @@ class Trainer:
         self.wall_time_s = float(state["wall_time_s"])
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the state to ``path`` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(self.state_dict(), fh)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        """Write the state to ``path`` atomically, with its SHA-256
+        (:func:`heatbath.engine.checkpoint.save`)."""
+        return _checkpoint.save(path, self.state_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], data: Dataset, model: ModelSpec,
              optimizer: OptimSpec, **kwargs: Any) -> Trainer:
-        """A trainer built from the same arguments, with the state saved at ``path``."""
+        """A trainer built from the same arguments, with the state saved at ``path``.
+
+        Raises:
+            CheckpointError: the file is missing, truncated, corrupt or not a checkpoint.
+            ValueError: the checkpoint belongs to another run or other data.
+        """
+        state = _checkpoint.load(path)  # verified before anything is built
         trainer = cls(data, model, optimizer, **kwargs)
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        trainer.load_state_dict(state)
+        if not isinstance(state, dict):
+            raise _checkpoint.CheckpointError(path, "not a training state")
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise _checkpoint.CheckpointError(
+                path, f"not a complete training state ({type(exc).__name__}: "
+                      f"{' '.join(str(exc).split())[:120]})") from None
         return trainer
 
 

@@ -96,17 +96,25 @@ def final_values(
     return out
 
 
-def summarize(rows: Iterable[Mapping[str, object]]) -> list[MethodSummary]:
-    """One :class:`MethodSummary` per method, in order of first appearance in ``rows``."""
+def summarize(rows: Iterable[Mapping[str, object]], steps: int | None = None
+              ) -> list[MethodSummary]:
+    """One :class:`MethodSummary` per method, in order of first appearance in ``rows``.
+
+    A run counts as ``stopped`` (ended early) if its last row is before ``steps``, the planned
+    length of the runs, or one of its final values is not finite. Without ``steps`` the planned
+    length is taken to be the method's last recorded step, which undercounts when every run
+    of a method stopped early: pass ``steps`` when it is known.
+    """
     finals = final_values(rows)
     summaries = []
     for method, runs in finals.items():
-        steps = [max(s for s, _ in q.values()) for q in runs.values() if q]
-        last = max(steps) if steps else 0
+        run_steps = [max(s for s, _ in q.values()) for q in runs.values() if q]
+        last = max(run_steps) if run_steps else 0
+        planned = last if steps is None else steps
         stopped = 0
         for q in runs.values():
             run_last = max((s for s, _ in q.values()), default=0)
-            if run_last < last or any(not math.isfinite(v) for _, v in q.values()):
+            if run_last < planned or any(not math.isfinite(v) for _, v in q.values()):
                 stopped += 1
         stats = {
             name: Stat.of([q[name][1] for q in runs.values() if name in q])
@@ -170,9 +178,13 @@ def write_summary(
     rows: Iterable[Mapping[str, object]],
     title: str | None = None,
     notes: Sequence[str] = (),
+    steps: int | None = None,
 ) -> tuple[list[MethodSummary], Path, Path]:
-    """Write ``summary.md`` and ``summary.csv`` into ``out_dir``; return the summaries and paths."""
-    summaries = summarize(rows)
+    """Write ``summary.md`` and ``summary.csv`` into ``out_dir``; return the summaries and paths.
+
+    ``steps`` is the planned length of the runs (see :func:`summarize`).
+    """
+    summaries = summarize(rows, steps)
     out = Path(out_dir)
     md = write_text(out / "summary.md", summary_markdown(summaries, title, notes))
     csv_path = write_csv(out / "summary.csv", summary_rows(summaries), SUMMARY_COLUMNS)
