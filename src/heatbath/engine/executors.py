@@ -20,6 +20,7 @@ Use :func:`make_executor` to build one from the command-line options.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing
 import os
@@ -56,6 +57,8 @@ __all__ = [
     "LocalExecutor",
     "Outcome",
     "RayExecutor",
+    "add_executor_options",
+    "executor_from_args",
     "make_executor",
 ]
 
@@ -523,6 +526,28 @@ def make_executor(name: str = "local", *, jobs: int = 1, address: str | None = N
             raise ValueError("address is for --executor ray")
         return LocalExecutor(jobs, threads=threads, retries=retries)
     return RayExecutor(address, threads=threads, retries=retries)
+
+
+def add_executor_options(p: argparse.ArgumentParser, *, jobs_help: str = "") -> None:
+    """Add ``--executor``, ``--address``, ``--jobs`` and ``--threads`` to a command's parser."""
+    g = p.add_argument_group("where the jobs run")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: processes on this machine (default); ray: a Ray cluster "
+                        "(pip install 'heatbath[ray]'; docs/cluster.md)")
+    g.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster address (e.g. auto, or ray://HOST:10001); default: start "
+                        "a local Ray instance")
+    g.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help=jobs_help or "local executor: jobs run at once in worker processes "
+                                     "(default 1: in this process)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch threads per job (default 1: fastest for small models)")
+
+
+def executor_from_args(args: argparse.Namespace) -> Executor:
+    """The executor of the options added by :func:`add_executor_options`."""
+    return make_executor(args.executor, jobs=args.jobs, address=args.address,
+                         threads=args.threads)
 
 
 def remove_job_folders(jobs: Sequence[Job], root: str | os.PathLike[str]) -> None:
