@@ -17,7 +17,8 @@ def test_anneal_sgd_noise_schedule_is_exact():
     must equal sqrt(eta_n/(1+t)^0.55) times the generator's draw at t = 0, 10, 1000."""
     eta_n = 0.3
     p = torch.nn.Parameter(torch.zeros(50, dtype=torch.float64))
-    opt = AnnealSGD([p], lr=1.0, momentum=0.0, noise_eta=eta_n, seed=5)
+    opt = AnnealSGD([p], lr=1.0, momentum=0.0, noise_eta=eta_n,
+                    generator=torch.Generator().manual_seed(5))
     twin = torch.Generator().manual_seed(5)
     for t in range(1001):
         before = p.detach().clone()
@@ -95,10 +96,11 @@ def test_santa_matches_transcription_and_stops_exploring(rho):
     theta0 = torch.tensor([0.3, 0.3, 0.02, 0.01, 0.03, 0.3, 0.3], dtype=torch.float64)
     ref = _santa_reference(theta0.clone(), grad_fn, 20, **hp)
     p = torch.nn.Parameter(theta0.clone())
-    opt = Santa([p], lr=eta, num_data=n, burnin=10, seed=3, lambda_rel=rho)
+    opt = Santa([p], lr=eta, num_data=n, burnin=10, lambda_rel=rho,
+                generator=torch.Generator().manual_seed(3))
     for t in range(20):
         p.grad = grad_fn(p.detach())
-        gen_before = opt._gen.get_state().clone()
+        gen_before = opt.generators[0].get_state().clone()
         a_before = opt.state[p]["a"].clone()
         opt.step()
         th_r, a_r = ref[t]
@@ -107,10 +109,10 @@ def test_santa_matches_transcription_and_stops_exploring(rho):
         assert (p.detach() - th_r).abs().max() <= 1e-12 * th_r.abs().max()
         assert (opt.state[p]["a"] - a_r).abs().max() <= 1e-12 * a_r.abs().max()
         if t >= 10:  # refinement: no noise drawn, alpha constant
-            assert torch.equal(opt._gen.get_state(), gen_before)
+            assert torch.equal(opt.generators[0].get_state(), gen_before)
             assert torch.equal(opt.state[p]["a"], a_before)
         else:
-            assert not torch.equal(opt._gen.get_state(), gen_before)
+            assert not torch.equal(opt.generators[0].get_state(), gen_before)
 
 
 def test_santa_guard_keeps_zero_gradient_entries_finite():

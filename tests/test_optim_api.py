@@ -104,7 +104,7 @@ def test_adlala_and_lol_partition_first_layer():
 @pytest.mark.parametrize(
     "make, field",
     [
-        (lambda p: SGLD(p, h=0.0), "h"),
+        (lambda p: SGLD(p, h=-1.0), "h"),
         (lambda p: SGLD(p, h=0.1, sigma=-1.0), "sigma"),
         (lambda p: Langevin(p, h=0.1, gamma=-1.0, tau=0.0), "gamma"),
         (lambda p: Langevin(p, h=0.1, gamma=1.0, tau=float("nan")), "tau"),

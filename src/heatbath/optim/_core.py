@@ -1,109 +1,227 @@
-r"""The general form: any parameter group runs any thermodynamic integrator (spec §2).
+r"""The general form: any parameter group runs any thermodynamic integrator.
 
 :class:`Partitioned` is the one mechanism underneath :class:`~heatbath.optim.SGLD`,
 :class:`~heatbath.optim.Langevin`, :class:`~heatbath.optim.AdaptiveLangevin`,
 :class:`~heatbath.optim.AdLaLa` and :class:`~heatbath.optim.LOL`. Each parameter group carries
 ``method`` and its own hyperparameters; all groups share one gradient evaluation per step.
 
-Methods (one gradient per ``step()``; the two half-kicks of consecutive steps are merged, spec §2):
+Methods (one gradient per ``step()``; the two half-kicks of consecutive steps are merged):
 
 ``"sgld"``        :math:`\theta \leftarrow \theta - h g + \sigma\sqrt h R`
 ``"baoab"``       B A_{h/2} O_h A_{h/2}  (Langevin; per-group γ, τ = multi-layer Langevin)
 ``"overdamped"``  the same with the momentum redrawn, O: :math:`p \leftarrow \sqrt\tau R`
 ``"adl"``         B A_{h/2} C_{h/2} D_{h/2} E_h D_{h/2} C_{h/2} A_{h/2}  (Adaptive Langevin)
 
-The merged kick of step :math:`n` is :math:`B_{(h_{n-1}+h_n)/2}` with :math:`h_{-1} = 0`, which is
-exactly the trailing half-kick of the previous step plus the leading half-kick of this one, also
-when an LR scheduler changes ``h`` between steps.
+The merged kick of a parameter's step is :math:`B_{(h_{prev}+h)/2}`, with :math:`h_{prev}` the
+step size of that parameter's previous step (0 before its first): exactly the trailing half-kick
+of the previous step plus the leading half-kick of this one, also when an LR scheduler changes
+``h`` between steps and when the parameter sat out some steps (it did not move meanwhile, so
+the gradient computed now is the one the trailing half-kick needs).
 
-Implementation: at construction each group's parameters are re-seated as views into one flat
-buffer ``theta`` of shape ``[R, N]`` (``R`` replicas, see ``replicas``), with momenta ``p``, noise
-and gradient buffers of the same shape, so a step is a few large kernels plus one ``normal_`` per
-group, whatever the number of tensors. Parameters stay ordinary ``nn.Parameter`` objects; if
-something re-seats them later (``module.to(...)``), the next step notices and re-flattens.
+Implementation: parameters stay the user's tensors; momenta live in
+``optimizer.state[p]["momentum_buffer"]``; a step runs over lists of tensors with
+``torch._foreach_*`` kernels. The arithmetic of each method is in one dispatch function
+(:func:`_sgld_lists`, :func:`_langevin_lists`, :func:`_adl_lists`) that receives the lists and a
+:class:`NoiseSource`, so that a fused multi-tensor kernel can replace it without touching the
+bookkeeping. The contract (what is skipped, lr = 0, ``momentum``, dtypes, state dict) is in
+``docs/optimizers.md``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-import weakref
-import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _global_optimizer_post_hooks as _GLOBAL_POST_HOOKS
-from torch.optim.optimizer import _global_optimizer_pre_hooks as _GLOBAL_PRE_HOOKS
 
 from .._validate import check_choice, check_int, check_real
 from . import _substeps as S
+from ._base import GroupWork, HeatbathOptimizer, NonFiniteGradientError
+from ._distributed import all_reduce_sum_, local_view
 
-__all__ = ["Partitioned", "NonFiniteGradientError", "METHODS", "posterior_tau"]
+__all__ = ["Partitioned", "NonFiniteGradientError", "METHODS", "posterior_tau", "NoiseSource"]
 
 METHODS = ("sgld", "baoab", "overdamped", "adl")
+_FRICTION = ("baoab", "overdamped")  # methods whose friction γ is the group's "momentum"
 _MOMENTUM_METHODS = ("baoab", "overdamped", "adl")
 NOISE_BACKENDS = ("eager", "philox")
-
-
-class NonFiniteGradientError(FloatingPointError):
-    """Raised by ``step()`` when a gradient holds NaN or inf; no parameter was changed."""
+#: hyperparameters a group added later inherits from the optimizer's template group
+_INHERITED = ("method", "gamma", "tau", "sigma", "sigma_A", "epsilon", "xi0", "xi_per",
+              "epsilon_scale", "noise", "replicas")
+_MISSING: Any = object()
 
 
 def posterior_tau(temperature: float, num_data: int) -> float:
     r"""The τ that targets a Bayesian posterior at temperature ``T`` with a *mean* loss.
 
     heatbath's dynamics target :math:`\rho(\theta) \propto \exp(-\bar L(\theta)/\tau)` with
-    :math:`\bar L` the per-sample mean loss (spec §4). The tempered posterior
-    :math:`\exp(-N\bar L/T)` therefore needs :math:`\tau = T/N`.
+    :math:`\bar L` the per-sample mean loss (see ``docs/optimizers.md``). The tempered
+    posterior :math:`\exp(-N\bar L/T)` therefore needs :math:`\tau = T/N`.
     """
     check_real("temperature", temperature, low=0.0)
     check_int("num_data", num_data, low=1)
     return temperature / num_data
 
 
-def _group_key(group: dict[str, Any], index: int) -> int:
-    """An order-independent key for a group's noise stream: its parameter names if it has any."""
-    names = group.get("param_names")
-    if names:
-        return zlib.crc32("\0".join(names).encode())
-    return index
+def _check_gamma(gamma: Any) -> float:
+    if isinstance(gamma, float) and math.isinf(gamma) and gamma > 0:
+        return gamma
+    return check_real("gamma", gamma, low=0.0)
 
 
-def _mix_seed(seed: int, key: int) -> int:
-    """A 63-bit seed for one group's generator from the optimizer seed and the group key."""
-    x = (seed * 0x9E3779B97F4A7C15 + key * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (1 << 64)
-    x ^= x >> 31
-    return x % (1 << 63)
+def _momentum_of(gamma: float, h: float) -> float:
+    r""":math:`c = e^{-\gamma h}` (0 for γ = ∞)."""
+    return 0.0 if math.isinf(gamma) else math.exp(-gamma * h)
 
 
-def _philox_seed(seed: int, group: dict[str, Any], index: int) -> int:
-    """The group's counter-based stream key, distinct from its ``torch.Generator`` seed."""
-    return _mix_seed(seed, _group_key(group, index) + 0x5EED)
+def _gamma_of(momentum: float, h: float) -> float:
+    r"""γ with :math:`e^{-\gamma h} = c` (h > 0): ∞ for c = 0, 0 for c = 1."""
+    if momentum == 0.0:
+        return math.inf
+    return -math.log(momentum) / h if momentum < 1.0 else 0.0
 
 
-def _validate_group(group: dict[str, Any]) -> None:
+_warned: set[tuple[int, str]] = set()
+
+
+def _reconcile(group: dict[str, Any], seen: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Make ``h``/``lr`` and ``gamma``/``momentum`` agree after writes into ``group``.
+
+    ``seen`` is ``(h, lr, momentum, gamma)`` as last reconciled. ``lr`` and ``h`` are one value:
+    whichever changed wins. For friction groups ``momentum`` = e^{−γh}: a written ``momentum``
+    sets γ (at the current h); otherwise ``momentum`` follows γ and h. Returns the new ``seen``.
+    """
+    h, lr = group["h"], group["lr"]
+    m, gamma = group.get("momentum", _MISSING), group.get("gamma", _MISSING)
+    if h is seen[0] and lr is seen[1] and m is seen[2] and gamma is seen[3]:
+        return seen
+    if lr != seen[1]:
+        if h != seen[0] and h != lr:
+            raise ValueError(f"h and lr are one value (the time step); they were set to "
+                             f"different values ({h!r} and {lr!r})")
+        h = lr
+    elif h != seen[0]:
+        lr = h
+    if h != seen[0] or lr != seen[1]:
+        h = lr = check_real("lr", h, low=0.0)
+        dict.__setitem__(group, "h", h)
+        dict.__setitem__(group, "lr", lr)
+    method = group["method"]
+    if method in _FRICTION:
+        if m is not _MISSING and m != seen[2]:  # momentum written: it sets gamma
+            m = check_real("momentum", m, low=0.0, high=1.0)
+            if h > 0:
+                new_gamma = _gamma_of(m, h)
+                if gamma != seen[3] and not math.isclose(_momentum_of(_check_gamma(gamma), h),
+                                                         m, rel_tol=1e-9, abs_tol=1e-15):
+                    raise ValueError(f"momentum ({m!r}) and gamma ({gamma!r}) were both set and "
+                                     f"disagree (momentum = exp(-gamma * h), h = {h!r}); set one")
+                gamma = new_gamma
+            dict.__setitem__(group, "momentum", m)
+            dict.__setitem__(group, "gamma", gamma)
+        else:
+            gamma = _check_gamma(gamma)
+            dict.__setitem__(group, "gamma", gamma)
+            dict.__setitem__(group, "momentum", _momentum_of(gamma, h))
+    elif m is not _MISSING and m != seen[2]:
+        key = (id(group), method)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(f"a {method!r} group has no friction coefficient: the 'momentum' "
+                          "written into it (e.g. by OneCycleLR or CyclicLR) is ignored",
+                          RuntimeWarning, stacklevel=4)
+    return (group["h"], group["lr"], group.get("momentum", _MISSING),
+            group.get("gamma", _MISSING))
+
+
+class _Group(dict):
+    """A parameter-group dict that keeps ``h``/``lr`` and ``gamma``/``momentum`` consistent.
+
+    Item assignment (what torch's LR schedulers do) reconciles at once; writes that bypass it
+    (``group.update(...)``) are reconciled at the next ``step()``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seen: tuple[Any, ...] = (_MISSING,) * 4
+        self._seen = _reconcile(self, self._seen)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key in ("h", "lr", "momentum", "gamma"):
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        self._seen = _reconcile(self, self._seen)
+
+    def __reduce__(self) -> Any:  # pickles and deep-copies as a plain dict
+        return (dict, (dict(self),))
+
+
+def _validate_group(group: dict[str, Any], given: set[str]) -> None:
+    """Check a new group's hyperparameters (defaults filled in) and complete h/lr, γ/momentum."""
     method = check_choice("method", group["method"], METHODS)
-    h = check_real("h", group["h"], low=0.0, low_open=True)
+    if "lr" in given and "h" in given and group["lr"] != group["h"]:
+        raise ValueError(f"h and lr are one value (the time step); got h={group['h']!r}, "
+                         f"lr={group['lr']!r}")
+    h = check_real("lr" if "lr" in given and "h" not in given else "h",
+                   group["lr"] if "lr" in given else group["h"], low=0.0)
     group["h"] = group["lr"] = h
     check_real("tau", group["tau"], low=0.0)
     check_real("sigma", group["sigma"], low=0.0)
-    gamma = group["gamma"]
-    if not (isinstance(gamma, float) and math.isinf(gamma) and gamma > 0):
-        check_real("gamma", gamma, low=0.0)
     check_real("sigma_A", group["sigma_A"], low=0.0)
     check_real("epsilon", group["epsilon"], low=0.0)
     check_real("xi0", group["xi0"])
     check_choice("xi_per", group["xi_per"], ("tensor", "group"))
     check_choice("epsilon_scale", group["epsilon_scale"], ("total", "per_entry"))
     check_choice("noise", group["noise"], NOISE_BACKENDS)
-    if group["replicas"] is not None:
-        check_int("replicas", group["replicas"], low=1)
+    R = group["replicas"]
+    if R is not None:
+        check_int("replicas", R, low=1)
+        for p in group["params"]:
+            if p.dim() == 0 or p.shape[0] != R:
+                raise ValueError(f"replicas={R}: every parameter needs a leading replica "
+                                 f"dimension of size {R}, got shape {tuple(p.shape)}")
+    devices = {p.device for p in group["params"]}
+    if len(devices) > 1:
+        raise ValueError(f"all parameters of a group must be on one device, got {devices}; "
+                         "split them into groups")
+    if method == "overdamped":
+        if "gamma" in given and not (isinstance(group["gamma"], float)
+                                     and math.isinf(group["gamma"])):
+            raise ValueError("gamma: an 'overdamped' group is the gamma = inf limit; use "
+                             "method='baoab' for a finite friction")
+        if "momentum" in given and group["momentum"] != 0:
+            raise ValueError("momentum: an 'overdamped' group has momentum 0 (gamma = inf); use "
+                             "method='baoab' for a finite friction")
+        group["gamma"], group["momentum"] = math.inf, 0.0
+    elif method == "baoab":
+        if "momentum" in given:
+            m = check_real("momentum", group["momentum"], low=0.0, high=1.0)
+            if h == 0:
+                raise ValueError("momentum: a group given by (lr, momentum) needs lr > 0")
+            gamma = _gamma_of(m, h)
+            if "gamma" in given and not math.isclose(
+                    _momentum_of(_check_gamma(group["gamma"]), h), m, rel_tol=1e-9,
+                    abs_tol=1e-15):
+                raise ValueError(f"momentum ({m!r}) and gamma ({group['gamma']!r}) disagree "
+                                 f"(momentum = exp(-gamma * h), h = {h!r}); give one of them")
+            group["gamma"] = gamma
+        else:
+            group["momentum"] = _momentum_of(_check_gamma(group["gamma"]), h)
+    else:
+        if "momentum" in given:
+            raise ValueError(f"momentum applies to 'baoab' and 'overdamped' groups only, not "
+                             f"to a {method!r} group")
+        group.pop("momentum", None)
     if method == "adl" and group["epsilon_scale"] == "total":
-        n = sum(p.numel() for p in group["params"]) // (group["replicas"] or 1)
-        if group["xi_per"] == "tensor":
-            n = max(p.numel() // (group["replicas"] or 1) for p in group["params"])
+        R1 = R or 1
+        sizes = [p.numel() // R1 for p in group["params"]]
+        n = max(sizes) if group["xi_per"] == "tensor" else sum(sizes)
         load = h * group["epsilon"] * n * group["tau"]
         if load > 1.0:
             warnings.warn(
@@ -111,151 +229,189 @@ def _validate_group(group: dict[str, Any]) -> None:
                 "entries; one step can move xi by more than 1 and the scheme may blow up. "
                 "Consider epsilon_scale='per_entry' (epsilon/n) or a smaller epsilon.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
 
-class _Group(dict):
-    """A parameter-group dict in which ``h`` and ``lr`` are one value: setting either sets both,
-    so torch LR schedulers (which write ``lr``) scale the time step ``h``."""
+# ----------------------------------------------------------------------------------------------
+# noise and the per-method dispatch functions
+# ----------------------------------------------------------------------------------------------
+def _philox(name: str) -> Callable[..., Any]:
+    """The compiled (or, without a compiler, eager) counter-based noise kernel ``name``."""
+    from . import _philox as ph
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if key in ("h", "lr"):
-            super().__setitem__("h", value)
-            super().__setitem__("lr", value)
-        else:
-            super().__setitem__(key, value)
-
-    def __reduce__(self) -> Any:  # pickles and deep-copies as a plain dict
-        return (dict, (dict(self),))
+    return ph.get_compiled(getattr(ph, name))
 
 
-class _Flat:
-    """Flat per-group buffers and bookkeeping (not part of the public API)."""
+@dataclass
+class NoiseSource:
+    """Where one group's noise for one step comes from, aligned with the step's tensor lists.
 
-    def __init__(self, group: dict[str, Any], generator: torch.Generator) -> None:
-        params: list[Tensor] = group["params"]
-        if not params:
-            raise ValueError("a parameter group must hold at least one parameter")
-        dtype, device = params[0].dtype, params[0].device
-        for p in params:
-            if p.dtype != dtype or p.device != device:
-                raise ValueError(
-                    "all parameters of a group must share dtype and device "
-                    f"(got {dtype}/{device} and {p.dtype}/{p.device}); split them into groups"
-                )
-            if not p.is_floating_point():
-                raise ValueError(f"parameters must be floating point, got {p.dtype}")
-        R = group["replicas"] or 1
-        self.R = R
-        self.replicated = group["replicas"] is not None
-        if self.replicated:
-            for p in params:
-                if p.dim() == 0 or p.shape[0] != R:
-                    raise ValueError(
-                        f"replicas={R}: every parameter needs a leading replica dimension of "
-                        f"size {R}, got shape {tuple(p.shape)}"
-                    )
-        self.params = params
-        self.shapes = [p.shape for p in params]
-        self.numels = [p.numel() // R for p in params]
-        self.offsets = [0]
-        for n in self.numels:
-            self.offsets.append(self.offsets[-1] + n)
-        N = self.offsets[-1]
-        self.N = N
-        self.theta = torch.empty(R, N, dtype=dtype, device=device)
-        self.gbuf = torch.empty_like(self.theta)
-        self.noise: Tensor | None = None
-        self.method = group["method"]
-        self.mom = torch.zeros_like(self.theta) if self.method in _MOMENTUM_METHODS else None
-        self.generator = generator
-        self.noise_kind = group["noise"]
-        self.philox_seed = 0  # set by the optimizer: the group's 63-bit stream seed
-        self.h_prev = 0.0
-        self.h_seen = group["h"]
-        self.consumed: list[Any] = []
-        self.bind()
-        # thermostat segments (Adaptive Langevin): one per tensor, or the whole group
-        self.xi: Tensor | None = None
-        if self.method == "adl":
-            per_tensor = group["xi_per"] == "tensor"
-            sizes = self.numels if per_tensor else [N]
-            self.seg_bounds = list(zip(self.offsets[:-1], self.offsets[1:])) if per_tensor \
-                else [(0, N)]
-            self.seg_size = torch.tensor(sizes, dtype=dtype, device=device)
-            self.xi = torch.full((R, len(sizes)), float(group["xi0"]), dtype=dtype,
-                                 device=device)
-            self.make_segment_views()
+    Attributes:
+        kind: ``"eager"`` (the group's ``torch.Generator``, one ``normal_`` per draw into a
+            reused flat buffer) or ``"philox"`` (counter-based, element ``i`` of tensor ``k`` is
+            ``Z(keys[k], step, offsets[k] + i)``, and draw ``d`` of a step adds
+            ``d * numels[k]``).
+        opt: the optimizer (owner of the generators and buffers).
+        index: the group's index.
+        step: the optimizer's step count (the Philox counter).
+        keys: per tensor, the 63-bit Philox key (seed and parameter key mixed).
+        offsets: per tensor, the global flat index of its first local element (0 unless the
+            parameter is a shard of a DTensor).
+        numels: per tensor, the number of elements of the full (global) tensor.
+    """
 
-    def make_segment_views(self) -> None:
-        assert self.mom is not None and self.xi is not None
-        self.p_segs = [self.mom[:, a:b] for a, b in self.seg_bounds]
-        self.e_key: Any = None
+    kind: str
+    opt: Partitioned
+    index: int
+    step: int
+    keys: list[int]
+    offsets: list[int]
+    numels: list[int]
 
-    # -- views ---------------------------------------------------------------------------------
-    def view(self, buf: Tensor, i: int) -> Tensor:
-        """Parameter ``i``'s slice of a flat ``[R, N]`` buffer, in the parameter's shape."""
-        sl = buf[:, self.offsets[i] : self.offsets[i + 1]]
-        return sl.view(self.shapes[i]) if self.replicated else sl[0].view(self.shapes[i])
+    def subset(self, idx: list[int]) -> NoiseSource:
+        """The source restricted to tensors ``idx`` (same streams)."""
+        return NoiseSource(self.kind, self.opt, self.index, self.step,
+                           [self.keys[i] for i in idx] if self.keys else [],
+                           [self.offsets[i] for i in idx] if self.offsets else [],
+                           [self.numels[i] for i in idx] if self.numels else [])
 
-    def bind(self) -> None:
-        """Copy the parameters into the flat buffer and re-seat them as views of it."""
-        with torch.no_grad():
-            for i, p in enumerate(self.params):
-                v = self.view(self.theta, i)
-                v.copy_(p.detach())
-                p.data = v
-        self.ptrs = [p.data_ptr() for p in self.params]
-
-    def ensure_bound(self) -> None:
-        if any(p.data_ptr() != q for p, q in zip(self.params, self.ptrs)):
-            dev = self.params[0].device
-            if dev != self.theta.device:
-                for name in ("theta", "gbuf", "mom", "noise", "xi", "seg_size"):
-                    t = getattr(self, name, None)
-                    if t is not None:
-                        setattr(self, name, t.to(dev))
-                if self.xi is not None:
-                    self.make_segment_views()
-            self.bind()
-
-    # -- gradients -----------------------------------------------------------------------------
-    def gather_grad(self) -> Tensor:
-        """The group's gradient as a flat ``[R, N]`` tensor (zeros where a grad is None)."""
-        grads = []
-        for p in self.params:
-            g = p.grad
-            if g is None:
-                g = torch.zeros_like(p)
-            elif g.is_sparse:
-                raise RuntimeError("heatbath optimizers do not support sparse gradients")
-            grads.append(g.reshape(self.R, -1))
-        if len(grads) == 1:
-            return grads[0]
-        torch.cat(grads, dim=1, out=self.gbuf)
-        return self.gbuf
-
-    def mark_consumed(self) -> None:
-        self.consumed = [None if p.grad is None else (weakref.ref(p.grad), p.grad._version)
-                         for p in self.params]
-
-    def grads_fresh(self) -> bool:
-        """True when every grad was (re)computed since the last step consumed it."""
-        for p, c in zip(self.params, self.consumed):
-            if p.grad is None:
-                return False
-            if c is not None and c[0]() is p.grad and p.grad._version == c[1]:
-                return False
-        return True
-
-    def noise_buffer(self, rows: int) -> Tensor:
-        if self.noise is None or self.noise.shape[0] != rows:
-            self.noise = torch.empty(rows, self.N, dtype=self.theta.dtype, device=self.theta.device)
-        return self.noise
+    def normal(self, like: list[Tensor], std: float, draws: int = 1) -> list[list[Tensor]]:
+        """``draws`` lists of N(0, std²) tensors shaped like ``like`` (views of one reused
+        buffer, valid until the group's next draw)."""
+        if self.kind == "eager":
+            return self.opt._normal_like(self.index, like, std, draws)
+        sizes = [t.numel() for t in like]
+        total = sum(sizes)
+        buf = self.opt._flat_buffer(self.index, draws * total, like[0])
+        fill = _philox("philox_fill_")
+        out = []
+        for d in range(draws):
+            parts = buf[d * total:(d + 1) * total].split(sizes)
+            for k, v in enumerate(parts):
+                fill(v, self.keys[k], self.step, self.offsets[k] + d * self.numels[k], std)
+            out.append([v.view(t.shape) for v, t in zip(parts, like)])
+        return out
 
 
-class Partitioned(torch.optim.Optimizer):
+def _kick(moms: list[Tensor], grads: list[Tensor], kicks: list[float], foreach: bool) -> None:
+    """Merged kicks :math:`p \\leftarrow p - \\kappa_k g`, one multi-tensor call per value."""
+    k0 = kicks[0]
+    if all(k == k0 for k in kicks):
+        S.B(moms, grads, k0, foreach)
+        return
+    for k in sorted(set(kicks)):
+        idx = [i for i, v in enumerate(kicks) if v == k]
+        S.B([moms[i] for i in idx], [grads[i] for i in idx], k, foreach)
+
+
+def _fusable(*ts: Tensor) -> bool:
+    dt = ts[0].dtype
+    return all(t.is_contiguous() and t.dtype == dt for t in ts)
+
+
+def _sgld_lists(params: list[Tensor], grads: list[Tensor], *, h: float, std: float,
+                noise: NoiseSource, foreach: bool) -> None:
+    r"""SGLD on tensor lists: :math:`\theta \leftarrow \theta - h g + \sigma\sqrt h R`
+    (``std`` = :math:`\sigma\sqrt h`)."""
+    rest = list(range(len(params)))
+    if std > 0 and foreach and noise.kind == "philox":
+        step_fn = _philox("sgld_philox_step")
+        rest = []
+        for k, (t, g) in enumerate(zip(params, grads)):
+            if _fusable(t, g):
+                step_fn(t.view(-1), g.view(-1), h, std, noise.keys[k], noise.step,
+                        noise.offsets[k])
+            else:
+                rest.append(k)
+        if not rest:
+            return
+        params, grads = [params[i] for i in rest], [grads[i] for i in rest]
+        noise = noise.subset(rest)
+    if h == 0.0:
+        return
+    S.B(params, grads, h, foreach)
+    if std > 0:
+        S.D(params, noise.normal(params, std)[0], foreach)
+
+
+def _langevin_lists(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], *,
+                    kicks: list[float], half_h: float, c: float, d: float, noise: NoiseSource,
+                    foreach: bool) -> None:
+    r"""Merged BAOAB (and its overdamped limit, c = 0) on tensor lists:
+    :math:`p \leftarrow p - \kappa g`, :math:`\theta \leftarrow \theta + \tfrac h2 p`,
+    :math:`p \leftarrow c p + d R`, :math:`\theta \leftarrow \theta + \tfrac h2 p`, with each
+    tensor's merged kick :math:`\kappa` in ``kicks``."""
+    if d > 0 and foreach and noise.kind == "philox":
+        step_fn = _philox("baoab_philox_step")
+        rest = []
+        for k, (t, g, p) in enumerate(zip(params, grads, moms)):
+            if _fusable(t, g, p):
+                step_fn(t.view(-1), p.view(-1), g.view(-1), -kicks[k], half_h, c, d,
+                        noise.keys[k], noise.step, noise.offsets[k])
+            else:
+                rest.append(k)
+        if not rest:
+            return
+        params, grads, moms = ([x[i] for i in rest] for x in (params, grads, moms))
+        kicks = [kicks[i] for i in rest]
+        noise = noise.subset(rest)
+    _kick(moms, grads, kicks, foreach)
+    if half_h == 0.0 and d == 0.0:  # h = 0: only the trailing half-kick of the last step
+        return
+    S.A(params, moms, half_h, foreach)
+    S.O(moms, noise.normal(moms, d)[0] if d > 0 else None, c, foreach)
+    S.A(params, moms, half_h, foreach)
+
+
+def _friction_factors(xi: Tensor, delta: float, seg: list[int], like: list[Tensor],
+                      replicas: int | None) -> list[Tensor]:
+    """:math:`e^{-\\xi\\delta}` per tensor, shaped to broadcast against it."""
+    f = torch.exp(xi * -delta)
+    cols = f.unbind(-1)
+    if replicas is None:
+        return [cols[s] for s in seg]
+    return [cols[s].view((replicas,) + (1,) * (t.dim() - 1)) for s, t in zip(seg, like)]
+
+
+def _adl_lists(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], xi: Tensor, *,
+               seg: list[int], kicks: list[float], half_h: float, e_a: Tensor, e_b: Tensor,
+               std: float, noise: NoiseSource, replicas: int | None, foreach: bool,
+               reduce: Callable[[list[Tensor]], list[Tensor]] | None = None) -> None:
+    r"""Adaptive Langevin on tensor lists, after the merged kick:
+    :math:`A_{h/2} C_{h/2} D_{h/2} E_h D_{h/2} C_{h/2} A_{h/2}`.
+
+    ``xi`` (``[S]``, or ``[R, S]`` with replicas) is updated in place; tensor ``k`` belongs to
+    thermostat segment ``seg[k]``. E is :math:`\xi \leftarrow \xi + a\,p^\top p - b` with the
+    per-segment constants ``e_a`` = hε and ``e_b`` = hεnτ. ``reduce`` turns each tensor's
+    local :math:`p^\top p` into the global one (sharded parameters).
+    """
+    _kick(moms, grads, kicks, foreach)
+    noises = noise.normal(moms, std, draws=2) if std > 0 else None
+    S.A(params, moms, half_h, foreach)
+    S.C(moms, _friction_factors(xi, half_h, seg, moms, replicas), foreach)
+    if noises is not None:
+        S.D(moms, noises[0], foreach)
+    if reduce is None:
+        kin = S.sq_sums(moms, replicas)
+    else:
+        parts = reduce([S.sq_sums([p], replicas) for p in moms])
+        kin = torch.cat(parts, dim=-1)
+    nseg = xi.shape[-1]
+    if nseg != len(moms) or seg != list(range(nseg)):
+        kin = torch.zeros_like(xi).index_add_(-1, torch.tensor(seg, device=xi.device),
+                                               kin.to(xi.dtype))
+    xi.addcmul_(e_a, kin).sub_(e_b)
+    if noises is not None:
+        S.D(moms, noises[1], foreach)
+    S.C(moms, _friction_factors(xi, half_h, seg, moms, replicas), foreach)
+    S.A(params, moms, half_h, foreach)
+
+
+# ----------------------------------------------------------------------------------------------
+# the optimizer
+# ----------------------------------------------------------------------------------------------
+class Partitioned(HeatbathOptimizer):
     r"""Thermodynamic integrators per parameter group — the general form behind heatbath.
 
     Every group is a dict with ``params`` and any of the keys below (missing keys take the
@@ -272,13 +428,20 @@ class Partitioned(torch.optim.Optimizer):
 
     Target density (all but SGLD with arbitrary σ): :math:`\rho(\theta) \propto
     \exp(-\tilde L(\theta)/\tau)`, with :math:`\tilde L` the loss exactly as you compute it
-    (by default the minibatch *mean*, spec §4; see :func:`posterior_tau`). SGLD targets it
-    with :math:`\tau = \sigma^2/2`.
+    (by default the minibatch *mean*; see :func:`posterior_tau`). SGLD targets it with
+    :math:`\tau = \sigma^2/2`.
+
+    Groups of the friction methods (``"baoab"``, ``"overdamped"``) also carry ``momentum``
+    :math:`= e^{-\gamma h}`; writing it (e.g. ``OneCycleLR``, ``CyclicLR``) sets γ, and a group
+    may be given by ``lr`` and ``momentum`` instead of ``h`` and ``gamma``. ``lr`` and ``h`` are
+    one value. Parameters without ``requires_grad`` or without a gradient are not stepped and
+    their state is not touched (see ``docs/optimizers.md`` for the whole contract).
 
     Args:
         params: parameters or parameter groups (dicts); ``(name, tensor)`` pairs are accepted
             and make each group's noise stream independent of the group order.
-        h: time step (> 0). Mirrored as ``group["lr"]`` so torch LR schedulers scale it.
+        h: time step (≥ 0; 0 is a valid step that moves nothing). Mirrored as
+            ``group["lr"]`` so torch LR schedulers scale it.
         method: default method of groups that do not name one.
         gamma: friction (≥ 0) of ``"baoab"``.
         tau: temperature (≥ 0) of ``"baoab"``, ``"overdamped"`` and ``"adl"``.
@@ -291,18 +454,17 @@ class Partitioned(torch.optim.Optimizer):
             (ε/n, the SGNHT normalisation, for large layers).
         replicas: if given, the leading dimension of every parameter indexes ``replicas``
             independent runs (ensembles); ξ and diagnostics are then per replica.
-        noise: noise backend. ``"eager"`` (default): ``normal_`` from a ``torch.Generator``
-            per group — fastest for small models. ``"philox"``: counter-based Philox4x32-10
-            noise keyed by (group seed, step, index), generated inside one compiled kernel
-            with the BAOAB/SGLD update (``heatbath.optim._philox``); the same numbers
-            whatever the thread count, compiled or not (eager fallback without a compiler).
-            Worth it from ~1M parameters; the first step compiles (tens of seconds, cached).
-        seed: seed of the noise; ``None`` draws one from torch's global generator, so
-            ``torch.manual_seed`` makes runs reproducible. Each group gets its own stream.
+        noise: noise backend. ``"eager"`` (default): one ``normal_`` per group and step from
+            the group's ``torch.Generator``. ``"philox"``: counter-based Philox4x32-10 noise
+            keyed by (seed, parameter name, step) and the element's global index, so a sharded
+            run draws the numbers of the unsharded one; fused with the update where a
+            compiled kernel is available (``heatbath.optim._philox``).
+        seed: seed of the noise; ``None`` draws one from torch's global generator (rank 0's
+            under ``torch.distributed``), so ``torch.manual_seed`` makes runs reproducible.
         generator: a ``torch.Generator`` that all groups draw from in group order
-            (overrides ``seed``).
+            (overrides ``seed`` for eager noise).
         check_finite: check the gradients for NaN/inf before updating anything (default on).
-        foreach: ``True``/``None`` for flat multi-tensor kernels; ``False`` runs the same
+        foreach: ``True``/``None`` for multi-tensor kernels; ``False`` runs the same
             arithmetic tensor by tensor (a reference path for testing).
     """
 
@@ -327,257 +489,190 @@ class Partitioned(torch.optim.Optimizer):
         check_finite: bool = True,
         foreach: bool | None = None,
     ) -> None:
-        check_real("h", h, low=0.0, low_open=True)
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64).item())
-        else:
-            seed = check_int("seed", seed, low=0)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        self._seed = seed
-        self._user_generator = generator
-        self._flats: list[_Flat] = []
-        self._step_count = 0
-        self.check_finite = bool(check_finite)
+        h = check_real("h", h, low=0.0)
+        check_choice("method", method, METHODS)
         self.foreach = foreach is not False
-        defaults = dict(
+        self._template: dict[str, Any] = {}
+        self._adl_consts: dict[int, tuple[Any, Any]] = {}
+        self._pkeys: dict[int, list[int]] = {}
+        defaults: dict[str, Any] = dict(
             h=h, lr=h, method=method, gamma=gamma, tau=tau, sigma=sigma, sigma_A=sigma_A,
             epsilon=epsilon, xi0=xi0, xi_per=xi_per, epsilon_scale=epsilon_scale,
             replicas=replicas, noise=noise,
         )
-        super().__init__(params, defaults)
+        if method in _FRICTION:  # what OneCycleLR/CyclicLR look for
+            defaults["momentum"] = _momentum_of(_check_gamma(gamma) if method == "baoab"
+                                                else math.inf, h)
+        super().__init__(params, defaults, seed=seed, generator=generator,
+                         check_finite=check_finite)
 
-    # -- construction ------------------------------------------------------------------------
+    # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if "h" in param_group and "lr" not in param_group:
-            param_group["lr"] = param_group["h"]
-        elif "lr" in param_group and "h" not in param_group:
-            param_group["h"] = param_group["lr"]
+        """Add a group. Keys it does not set come from the optimizer's template group when
+        the class has one (AdLaLa and LOL: the "rest" partition), else from the defaults.
+        Atomic: a group that fails validation leaves the optimizer unchanged."""
+        if self._template and isinstance(param_group, dict):
+            src = self._template.get("values")
+            if src is None:
+                src = self.param_groups[self._template["index"]]
+            param_group = {**{k: src[k] for k in _INHERITED if k in src}, **param_group}
         super().add_param_group(param_group)
-        group = self.param_groups[-1] = _Group(self.param_groups[-1])
-        try:
-            _validate_group(group)
-        except Exception:
-            self.param_groups.pop()
-            raise
-        index = len(self.param_groups) - 1
-        if self._user_generator is not None:
-            gen = self._user_generator
-        else:
-            dev = group["params"][0].device if group["params"] else torch.device("cpu")
-            gen = torch.Generator(device=dev)
-            gen.manual_seed(_mix_seed(self._seed, _group_key(group, index)))
-        flat = _Flat(group, gen)
-        flat.philox_seed = _philox_seed(self._seed, group, index)
-        self._flats.append(flat)
-        if flat.mom is not None:
-            for i, p in enumerate(flat.params):
-                self.state[p]["momentum_buffer"] = flat.view(flat.mom, i)
 
-    @property
-    def seed(self) -> int:
-        """The seed the per-group noise streams were derived from."""
-        return self._seed
+    def _prepare_group(self, group: dict[str, Any], index: int,
+                       given: set[str]) -> dict[str, Any]:
+        _validate_group(group, given)
+        return group
+
+    def _wrap_group(self, group: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(group, _Group):
+            return group
+        if group["method"] not in _FRICTION:  # torch re-adds the default; it means nothing here
+            group.pop("momentum", None)
+        return _Group(group)
+
+    def _sync_group(self, group: dict[str, Any], index: int) -> None:
+        if type(group) is not _Group:
+            raise TypeError("param_groups were replaced by plain dicts; modify the groups in "
+                            "place instead")
+        group.reconcile()
+
+    def _after_load(self, old_groups: list[dict[str, Any]]) -> None:
+        for i, (group, old) in enumerate(zip(self.param_groups, old_groups)):
+            for key in ("method", "replicas", "xi_per"):
+                if group[key] != old[key]:
+                    raise ValueError(f"state_dict's group {i} has {key}={group[key]!r}, this "
+                                     f"optimizer's has {old[key]!r}; build the optimizer with "
+                                     "the same partition")
+        self._adl_consts.clear()
 
     # -- the step ----------------------------------------------------------------------------
-    def _current_h(self, group: dict[str, Any], flat: _Flat) -> float:
-        """The group's ``h`` (== ``lr``), validated again when someone changed it."""
-        h = group["h"]
-        if h != flat.h_seen:
-            check_real("h", h, low=0.0, low_open=True)
-            flat.h_seen = h
-        return float(h)
-
-    @torch._dynamo.disable
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One integrator step for every group, after ``loss.backward()``.
-
-        Raises :class:`NonFiniteGradientError` (and changes nothing) if a gradient is not
-        finite.
-
-        Under ``torch.compile`` the step always runs eagerly (it is excluded from tracing):
-        the compiler's CPU random number generator is several times slower than eager
-        ``normal_`` (spec/performance.md), and eager keeps the noise stream identical. The
-        surrounding forward and backward are compiled as usual.
-
-        Step pre/post hooks (``register_step_pre_hook`` and the global ones) run as in torch;
-        the profiler label ``Optimizer.step#<class>.step`` is recorded only while a profiler
-        is active (torch's own wrapper costs ~8 µs per call, half of a small model's step).
-        """
-        args: tuple[Any, ...] = (self, closure)
-        kwargs: dict[str, Any] = {}
-        if _GLOBAL_PRE_HOOKS or self._optimizer_step_pre_hooks:
-            for hook in (*_GLOBAL_PRE_HOOKS.values(), *self._optimizer_step_pre_hooks.values()):
-                result = hook(self, args, kwargs)
-                if result is not None:
-                    if not (isinstance(result, tuple) and len(result) == 2):
-                        raise RuntimeError("an optimizer step pre-hook must return None or "
-                                           f"(new_args, new_kwargs), got {result!r}")
-                    args, kwargs = result
-        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
-        prev = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)
-        try:
-            if torch.autograd._profiler_enabled():
-                with torch.autograd.profiler.record_function(
-                        f"Optimizer.step#{type(self).__name__}.step"):
-                    out = self._step(closure)
-            else:
-                out = self._step(closure)
-        finally:
-            torch._C._set_grad_enabled(prev)
-        if _GLOBAL_POST_HOOKS or self._optimizer_step_post_hooks:
-            for hook in (*self._optimizer_step_post_hooks.values(),
-                         *_GLOBAL_POST_HOOKS.values()):
-                hook(self, args, kwargs)
-        return out
-
-    step.hooked = True  # type: ignore[attr-defined]  # tells torch not to wrap it again
-
-    def _step(self, closure: Callable[[], Any] | None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        grads = []
-        for flat in self._flats:
-            flat.ensure_bound()
-            grads.append(flat.gather_grad())
-        if self.check_finite:
-            # one reduction and one host read: a NaN or inf anywhere makes the sum non-finite
-            sums = [g.sum() for g in grads]
-            total = sums[0] if len(sums) == 1 else torch.stack(sums).sum()
-            if not math.isfinite(total.item()):
-                # the sum can also overflow on finite, huge entries: look closer before failing
-                bad = [i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())]
-            else:
-                bad = []
-            if bad:
-                raise NonFiniteGradientError(
-                    f"non-finite gradient in parameter group(s) {bad} at step "
-                    f"{self._step_count}; no parameter was changed. Lower h, check the loss, "
-                    "or clip gradients."
-                )
-        for group, flat, g in zip(self.param_groups, self._flats, grads):
-            h = self._current_h(group, flat)
-            _STEPS[flat.method](self, group, flat, g, h)
-            flat.h_prev = h
-            flat.mark_consumed()
-        self._step_count += 1
-        return loss
-
-    def _draw(self, flat: _Flat, buf: Tensor, std: float) -> Tensor:
-        """Fill ``buf`` with N(0, std²) from the group's noise stream."""
-        if flat.noise_kind == "philox":
-            _philox("philox_fill_")(buf.view(-1), flat.philox_seed, self._step_count, 0, std)
+    def _noise_source(self, w: GroupWork) -> NoiseSource:
+        group = w.group
+        if group["noise"] == "eager":
+            return NoiseSource("eager", self, w.index, self.step_count, [], [], [])
+        keys = self._pkeys.get(w.index)
+        if keys is None:
+            keys = [self.philox_key(w.index, j) for j in range(len(group["params"]))]
+            self._pkeys[w.index] = keys
+        if w.sharded:
+            offsets = [self.global_offset(p) for p in w.params]
         else:
-            buf.normal_(0.0, std, generator=flat.generator)
-        return buf
+            offsets = [0] * len(w.params)
+        return NoiseSource("philox", self, w.index, self.step_count,
+                           [keys[j] for j in w.positions], offsets,
+                           [p.numel() for p in w.params])
 
-    def _each(self, flat: _Flat, *bufs: Tensor | None) -> Iterable[tuple[Tensor | None, ...]]:
-        """Slices ``[R, n_i]`` of flat buffers, tensor by tensor (the reference path)."""
-        for a, b in zip(flat.offsets[:-1], flat.offsets[1:]):
-            yield tuple(None if t is None else t[..., a:b] for t in bufs)
+    def _momenta(self, w: GroupWork, h: float) -> tuple[list[Tensor], list[float]]:
+        """Each parameter's momentum (created as zeros at its first step) and merged kick."""
+        moms, kicks = [], []
+        for p in w.params:
+            st = self.state[p]
+            buf = st.get("momentum_buffer")
+            if buf is None:
+                buf = st["momentum_buffer"] = torch.zeros_like(p)
+                st["h_prev"] = 0.0
+            moms.append(buf)
+            kicks.append(0.5 * (st.get("h_prev", 0.0) + h))
+            st["h_prev"] = h
+        if w.sharded:
+            moms = [local_view(m) for m in moms]
+        return moms, kicks
 
-    def _step_sgld(self, group: dict[str, Any], flat: _Flat, g: Tensor, h: float) -> None:
-        std = group["sigma"] * math.sqrt(h)
-        if std > 0 and self.foreach and flat.noise_kind == "philox":
-            _philox("sgld_philox_step")(flat.theta.view(-1), g.reshape(-1), h, std,
-                                        flat.philox_seed, self._step_count)
-            return
-        noise = self._draw(flat, flat.noise_buffer(flat.R), std) if std > 0 else None
-        if self.foreach:
-            flat.theta.add_(g, alpha=-h)
-            if noise is not None:
-                flat.theta.add_(noise)
-            return
-        for th, gi, ni in self._each(flat, flat.theta, g, noise):
-            th.add_(gi, alpha=-h)
-            if ni is not None:
-                th.add_(ni)
-
-    def _step_langevin(self, group: dict[str, Any], flat: _Flat, g: Tensor, h: float) -> None:
-        gamma = math.inf if flat.method == "overdamped" else float(group["gamma"])
-        c, d = S.ou_coefficients(gamma, float(group["tau"]), h)
-        kick = 0.5 * (flat.h_prev + h)
-        if d > 0 and self.foreach and flat.noise_kind == "philox":
-            _philox("baoab_philox_step")(flat.theta.view(-1), flat.mom.view(-1), g.reshape(-1),
-                                         -kick, 0.5 * h, c, d, flat.philox_seed,
-                                         self._step_count)
-            return
-        noise = self._draw(flat, flat.noise_buffer(flat.R), d) if d > 0 else None
-        parts = [(flat.theta, flat.mom, g, noise)] if self.foreach else \
-            self._each(flat, flat.theta, flat.mom, g, noise)
-        for th, p, gi, ni in parts:
-            S.B(p, gi, kick)
-            S.A(th, p, 0.5 * h)
-            if ni is not None:
-                S.O(p, ni, c)
+    def _update(self, work: list[GroupWork]) -> None:
+        for w in work:
+            group = w.group
+            method = group["method"]
+            h = group["h"]
+            noise = self._noise_source(w)
+            if method == "sgld":
+                _sgld_lists(w.local, w.grads, h=h, std=group["sigma"] * math.sqrt(h),
+                            noise=noise, foreach=self.foreach)
+            elif method == "adl":
+                self._step_adl(w, h, noise)
             else:
-                p.mul_(c)
-            S.A(th, p, 0.5 * h)
+                moms, kicks = self._momenta(w, h)
+                c, d = S.ou_coefficients(group["gamma"], group["tau"], h)
+                _langevin_lists(w.local, w.grads, moms, kicks=kicks, half_h=0.5 * h, c=c, d=d,
+                                noise=noise, foreach=self.foreach)
+            mark = (id(self), self.step_count)
+            for p in w.params:  # tag the gradients this step used (see diagnostics)
+                p.grad._heatbath_used = (mark, p.grad._version)
 
-    def _step_adl(self, group: dict[str, Any], flat: _Flat, g: Tensor, h: float) -> None:
-        assert flat.xi is not None and flat.mom is not None
-        half = 0.5 * h
-        kick = 0.5 * (flat.h_prev + h)
-        tau = float(group["tau"])
-        eps = float(group["epsilon"])
-        key = (h, eps, tau, group["epsilon_scale"])
-        if flat.e_key != key:  # E's constants change only with the hyperparameters
-            eps_seg = eps / flat.seg_size if group["epsilon_scale"] == "per_entry" else \
-                torch.full_like(flat.seg_size, eps)
-            flat.e_consts = (eps_seg, h * eps_seg, h * eps_seg * flat.seg_size * tau)
-            flat.e_key = key
-        eps_seg, e_a, e_b = flat.e_consts
-        std = group["sigma_A"] * math.sqrt(half)
-        noise = self._draw(flat, flat.noise_buffer(2 * flat.R), std) if std > 0 else None
-        n1 = None if noise is None else noise[: flat.R]
-        n2 = None if noise is None else noise[flat.R :]
-        th, p, xi = flat.theta, flat.mom, flat.xi
-        if self.foreach:
-            S.B(p, g, kick)
-            S.A(th, p, half)
-            S.C(flat.p_segs, xi, half)
-            if n1 is not None:
-                S.D(p, n1)
-            S.E(xi, flat.p_segs, e_a, e_b)
-            if n2 is not None:
-                S.D(p, n2)
-            S.C(flat.p_segs, xi, half)
-            S.A(th, p, half)
-            return
-        # reference path: the same arithmetic tensor by tensor, plain (non-foreach) ops
-        seg_of = [0] * len(flat.params) if xi.shape[1] == 1 else list(range(len(flat.params)))
-        slices = list(self._each(flat, th, p, g, n1, n2))
-        for k, (ti, pi, gi, n1i, _) in enumerate(slices):
-            pi.add_(gi, alpha=-kick)
-            ti.add_(pi, alpha=half)
-            pi.mul_(torch.exp(xi[:, seg_of[k] : seg_of[k] + 1] * -half))
-            if n1i is not None:
-                pi.add_(n1i)
-        kin = torch.zeros_like(xi)
-        for k, (_, pi, _, _, _) in enumerate(slices):
-            kin[:, seg_of[k]] += (pi * pi).sum(1)
-        xi.add_(eps_seg * (kin - flat.seg_size * tau), alpha=h)
-        for k, (ti, pi, _, _, n2i) in enumerate(slices):
-            if n2i is not None:
-                pi.add_(n2i)
-            pi.mul_(torch.exp(xi[:, seg_of[k] : seg_of[k] + 1] * -half))
-            ti.add_(pi, alpha=half)
+    def _xi(self, index: int, group: dict[str, Any]) -> Tensor:
+        """The group's thermostat variables ``[S]`` (``[R, S]`` with replicas), made at the
+        first step: one per tensor, or one for the group."""
+        gs = self.group_state[index]
+        xi = gs.get("xi")
+        if xi is None:
+            p0 = local_view(group["params"][0])
+            nseg = len(group["params"]) if group["xi_per"] == "tensor" else 1
+            shape = (nseg,) if group["replicas"] is None else (group["replicas"], nseg)
+            xi = gs["xi"] = torch.full(shape, float(group["xi0"]), dtype=p0.dtype,
+                                       device=p0.device)
+        return xi
+
+    def _step_adl(self, w: GroupWork, h: float, noise: NoiseSource) -> None:
+        group = w.group
+        R = group["replicas"]
+        moms, kicks = self._momenta(w, h)
+        xi_all = self._xi(w.index, group)
+        per_tensor = group["xi_per"] == "tensor"
+        tau, eps = float(group["tau"]), float(group["epsilon"])
+        key = (h, eps, tau, group["epsilon_scale"], tuple(w.positions), xi_all.dtype)
+        cached = self._adl_consts.get(w.index)
+        if cached is None or cached[0] != key:
+            R1 = R or 1
+            sizes = [float(p.numel() // R1) for p in w.params]
+            n = torch.tensor(sizes if per_tensor else [sum(sizes)], dtype=xi_all.dtype,
+                             device=xi_all.device)
+            eps_seg = eps / n if group["epsilon_scale"] == "per_entry" else torch.full_like(n, eps)
+            cached = (key, (h * eps_seg, h * eps_seg * n * tau))
+            self._adl_consts[w.index] = cached
+        e_a, e_b = cached[1]
+        if per_tensor and not w.all_active:
+            cols = torch.tensor(w.positions, device=xi_all.device)
+            xi = xi_all.index_select(-1, cols)
+        else:
+            cols, xi = None, xi_all
+        seg = list(range(len(moms))) if per_tensor else [0] * len(moms)
+        reduce = None
+        if w.sharded:
+            def reduce(parts: list[Tensor]) -> list[Tensor]:
+                return [all_reduce_sum_(t, like=p) for t, p in zip(parts, w.params)]
+        _adl_lists(w.local, w.grads, moms, xi, seg=seg, kicks=kicks, half_h=0.5 * h, e_a=e_a,
+                   e_b=e_b, std=group["sigma_A"] * math.sqrt(0.5 * h), noise=noise,
+                   replicas=R, foreach=self.foreach, reduce=reduce)
+        if cols is not None:
+            xi_all.index_copy_(-1, cols, xi)
 
     # -- inspection --------------------------------------------------------------------------
+    def _fresh(self, index: int, params: list[tuple[int, Tensor]]) -> bool:
+        """True when every gradient was (re)computed since the last step consumed it."""
+        for _, p in params:
+            g = p.grad
+            if g is None:
+                return False
+            used = getattr(g, "_heatbath_used", None)
+            if used is not None and used[0][0] == id(self) and used[1] == g._version:
+                return False
+        return True
+
     @torch.no_grad()
     def diagnostics(self) -> list[dict[str, Any]]:
         r"""Per-group temperatures and thermostat state.
 
-        For each group: ``method``, ``tau`` (target), ``kinetic_temperature``
+        For each group: ``method``, ``tau`` (target), ``step``, ``kinetic_temperature``
         :math:`p^\top p/n` and ``configurational_temperature`` :math:`\theta\cdot\nabla L/n`
-        (per replica when ``replicas`` is set), and ``xi`` for Adaptive Langevin.
+        (per replica when ``replicas`` is set), and ``xi`` for Adaptive Langevin (one per
+        tensor, or one for the group; lists per replica).
 
-        The stored momentum lags the BAOAB momentum by half a kick (merged kicks, spec §2).
-        When the gradients are fresh — computed by ``backward()`` at the current parameters,
-        after the last ``step()`` — the kinetic temperature uses the corrected
+        Which parameters count: those with ``requires_grad`` that have taken at least one step
+        (they have a momentum); parameters that never stepped are left out, and a group with
+        none reports None. Sums over the shards of DTensor parameters are all-reduced.
+
+        The stored momentum lags the BAOAB momentum by half a kick (merged kicks). When the
+        gradients are fresh — computed by ``backward()`` at the current parameters, after the
+        last ``step()`` — the kinetic temperature uses the corrected
         :math:`p - \tfrac h2 \nabla L` and ``kinetic_corrected`` is True; otherwise it reports
         the stored momentum and ``kinetic_corrected`` is False, and the configurational
         temperature (which needs the gradient) is None. ``kinetic_temperature_stored`` is
@@ -585,98 +680,59 @@ class Partitioned(torch.optim.Optimizer):
         target its mean is exactly τ, while the full-step momentum's is τ(1 − h²k/4)).
         """
         out = []
-        for group, flat in zip(self.param_groups, self._flats):
-            d: dict[str, Any] = {"method": flat.method, "tau": group["tau"],
-                                 "step": self._step_count}
-            fresh = flat.grads_fresh()
-            g = flat.gather_grad().clone() if fresh else None
-            if flat.mom is not None:
-                stored = _per_replica((flat.mom * flat.mom).mean(1), flat.replicated)
-                p = flat.mom if g is None else flat.mom - 0.5 * group["h"] * g
-                d["kinetic_temperature"] = _per_replica((p * p).mean(1), flat.replicated)
-                d["kinetic_corrected"] = g is not None
-                d["kinetic_temperature_stored"] = stored
+        for index, group in enumerate(self.param_groups):
+            method = group["method"]
+            R = group["replicas"]
+            d: dict[str, Any] = {"method": method, "tau": group["tau"],
+                                 "step": self.step_count}
+            if method in _MOMENTUM_METHODS:
+                chosen = [(j, p) for j, p in enumerate(group["params"])
+                          if p.requires_grad and "momentum_buffer" in self.state.get(p, {})]
+            else:
+                chosen = [(j, p) for j, p in enumerate(group["params"]) if p.requires_grad]
+            fresh = bool(chosen) and self._fresh(index, chosen)
+            d["kinetic_corrected"] = fresh and method in _MOMENTUM_METHODS
+            if method in _MOMENTUM_METHODS and chosen:
+                half = 0.5 * group["h"]
+                stored = self._per_replica_mean(
+                    [(local_view(self.state[p]["momentum_buffer"]),) * 2 for _, p in chosen],
+                    [p for _, p in chosen], R)
+                if fresh:
+                    corr = [local_view(self.state[p]["momentum_buffer"])
+                            - half * local_view(p.grad) for _, p in chosen]
+                    kin = self._per_replica_mean([(c, c) for c in corr],
+                                                 [p for _, p in chosen], R)
+                else:
+                    kin = stored
+                d["kinetic_temperature"], d["kinetic_temperature_stored"] = kin, stored
             else:
                 d["kinetic_temperature"] = d["kinetic_temperature_stored"] = None
-                d["kinetic_corrected"] = False
             d["configurational_temperature"] = (
-                None if g is None else _per_replica((flat.theta * g).mean(1), flat.replicated)
-            )
-            if flat.xi is not None:
-                d["xi"] = flat.xi[0].tolist() if not flat.replicated else flat.xi.tolist()
+                self._per_replica_mean([(local_view(p), local_view(p.grad)) for _, p in chosen],
+                                       [p for _, p in chosen], R) if fresh else None)
+            if method == "adl":
+                xi = self.group_state[index].get("xi")
+                if xi is None:
+                    nseg = len(group["params"]) if group["xi_per"] == "tensor" else 1
+                    xi = torch.full((nseg,) if R is None else (R, nseg), float(group["xi0"]))
+                d["xi"] = xi.tolist()
             out.append(d)
         return out
 
-    # -- persistence -------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Torch's state dict (per-parameter ``momentum_buffer``) plus a ``"heatbath"`` entry
-        with the step count, the thermostat variables, the last step sizes and the noise
-        generators' states, so that a resumed run continues bit-identically."""
-        sd = super().state_dict()
-        sd["heatbath"] = {
-            "step": self._step_count,
-            "seed": self._seed,
-            "groups": [
-                {
-                    "h_prev": f.h_prev,
-                    "xi": None if f.xi is None else f.xi.clone(),
-                    "generator": f.generator.get_state(),
-                }
-                for f in self._flats
-            ],
-        }
-        return sd
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        sd = dict(state_dict)
-        extra = sd.pop("heatbath", None)
-        if extra is None:
-            raise ValueError("state_dict has no 'heatbath' entry: it was not saved by a heatbath "
-                             "optimizer")
-        if len(extra["groups"]) != len(self._flats):
-            raise ValueError(f"state_dict has {len(extra['groups'])} parameter groups, "
-                             f"this optimizer has {len(self._flats)}")
-        before = [(g["method"], g["replicas"], g["xi_per"]) for g in self.param_groups]
-        super().load_state_dict(sd)
-        self.param_groups = [_Group(g) for g in self.param_groups]
-        for group, flat, old, ex in zip(self.param_groups, self._flats, before, extra["groups"]):
-            if (group["method"], group["replicas"], group["xi_per"]) != old:
-                raise ValueError("state_dict's groups differ in method, replicas or xi_per from "
-                                 "this optimizer's; build the optimizer with the same partition")
-            _validate_group(group)
-            flat.ensure_bound()
-            if flat.mom is not None:
-                for i, p in enumerate(flat.params):
-                    v = flat.view(flat.mom, i)
-                    saved = self.state[p].get("momentum_buffer")
-                    v.copy_(saved) if saved is not None else v.zero_()
-                    self.state[p]["momentum_buffer"] = v
-            if flat.xi is not None and ex["xi"] is not None:
-                flat.xi.copy_(ex["xi"])
-            flat.h_prev = float(ex["h_prev"])
-            flat.h_seen = group["h"]
-            flat.generator.set_state(ex["generator"].cpu())
-            flat.consumed = []
-        self._step_count = int(extra["step"])
-        self._seed = int(extra["seed"])
-        for index, (group, flat) in enumerate(zip(self.param_groups, self._flats)):
-            flat.philox_seed = _philox_seed(self._seed, group, index)
-
-
-def _philox(name: str) -> Callable[..., Any]:
-    """The compiled (or, without a compiler, eager) counter-based noise kernel ``name``."""
-    from . import _philox as ph
-
-    return ph.get_compiled(getattr(ph, name))
-
-
-def _per_replica(x: Tensor, replicated: bool) -> float | list[float]:
-    return x.tolist() if replicated else float(x[0])
-
-
-_STEPS: dict[str, Callable[[Partitioned, dict[str, Any], _Flat, Tensor, float], None]] = {
-    "sgld": Partitioned._step_sgld,
-    "baoab": Partitioned._step_langevin,
-    "overdamped": Partitioned._step_langevin,
-    "adl": Partitioned._step_adl,
-}
+    @staticmethod
+    def _per_replica_mean(pairs: list[tuple[Tensor, Tensor]], params: list[Tensor],
+                          R: int | None) -> float | list[float]:
+        r""":math:`\sum a\cdot b / n` over the tensors (per replica), shards all-reduced."""
+        total: Tensor | None = None
+        n = 0
+        for (a, b), p in zip(pairs, params):
+            if R is None:
+                s = torch.linalg.vecdot(a.reshape(-1).double(), b.reshape(-1).double())
+            else:
+                s = torch.linalg.vecdot(a.reshape(R, -1).double(), b.reshape(R, -1).double())
+            s = all_reduce_sum_(s.contiguous(), like=p)
+            total = s if total is None else total + s
+            n += p.numel() // (R or 1)
+        assert total is not None
+        total = total / n
+        return total.tolist() if R is not None else float(total)

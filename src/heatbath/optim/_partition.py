@@ -15,23 +15,26 @@ def first_layer_split(model_or_groups: Any) -> tuple[list[Any], list[Any]]:
     """``(first, rest)`` parameter lists.
 
     For an ``nn.Module`` the first layer is the first submodule, in ``model.modules()`` order,
-    that directly owns parameters; items are ``(name, parameter)`` pairs so that the groups'
-    noise streams are keyed by name. Only parameters with ``requires_grad`` are taken.
-    Otherwise ``model_or_groups`` must be a pair ``(first_params, rest_params)``.
+    that directly owns a parameter with ``requires_grad`` (so a frozen input layer is passed
+    over: the first *trainable* layer is "the first layer"); items are ``(name, parameter)``
+    pairs so that the groups' noise streams are keyed by name. Only parameters with
+    ``requires_grad`` are taken. Otherwise ``model_or_groups`` must be a pair
+    ``(first_params, rest_params)``.
+
+    Raises:
+        ValueError: the model has no trainable parameters, or the pair's first part is empty.
     """
     if isinstance(model_or_groups, nn.Module):
         model = model_or_groups
-        first_mod = next((m for m in model.modules() if any(True for _ in m.parameters(False))),
-                         None)
+        first_mod = next((m for m in model.modules()
+                          if any(p.requires_grad for p in m.parameters(recurse=False))), None)
         if first_mod is None:
-            raise ValueError("model has no parameters")
+            raise ValueError("model has no trainable parameters (none has requires_grad)")
         first_ids = {id(p) for p in first_mod.parameters(recurse=False)}
         first, rest = [], []
         for name, p in model.named_parameters():
             if p.requires_grad:
                 (first if id(p) in first_ids else rest).append((name, p))
-        if not first:
-            raise ValueError("the model's first layer has no trainable parameters")
         return first, rest
     if isinstance(model_or_groups, tuple | list) and len(model_or_groups) == 2:
         a, b = model_or_groups

@@ -8,14 +8,14 @@ Its invariant density is :math:`\rho \propto \exp\big(-(L + \tfrac12 p^\top p)/\
 the (unknown, Gaussian) gradient noise: ξ settles where friction balances the injected heat, so
 :math:`p^\top p/n \to \tau` at equilibrium.
 
-Discrete step (merged kick first, spec §2):
+Discrete step (merged kick first, see docs/optimizers.md):
 
 .. math::
     B_h\ A_{h/2}\ C_{h/2}\ D_{h/2}\ E_h\ D_{h/2}\ C_{h/2}\ A_{h/2},\qquad
     C_\delta: p \leftarrow e^{-\xi\delta}p,\ D_\delta: p \leftarrow p + \sigma_A\sqrt\delta R,\
     E_\delta: \xi \leftarrow \xi + \delta\epsilon(p^\top p - n\tau).
 
-Choices (following the authors' code, spec §2): ε couples only the ξ equation; one ξ per
+Choices (following the authors' code): ε couples only the ξ equation; one ξ per
 parameter tensor (``xi_per="group"`` for one per group); ξ₀ = 0.1; ξ may go negative (the layer
 is heated) — it is kept, and :meth:`~heatbath.optim.Partitioned.diagnostics` shows it. Because E
 sums over n entries, ξ responds faster for larger layers: ``epsilon_scale="per_entry"`` uses ε/n
@@ -39,7 +39,7 @@ class AdaptiveLangevin(Partitioned):
 
     Args:
         params: parameters or parameter groups.
-        h: time step (> 0).
+        h: time step (≥ 0; 0 is a valid step that moves nothing).
         tau: target temperature τ (≥ 0).
         sigma_A: additive noise amplitude σ_A (≥ 0).
         epsilon: thermostat coupling ε (≥ 0); 0 freezes ξ at ``xi0``.

@@ -37,7 +37,7 @@ class AdLaLa(Partitioned):
         model_or_groups: an ``nn.Module`` (its first layer is the first submodule in
             ``model.modules()`` order that directly owns parameters) or a pair
             ``(first_params, rest_params)``.
-        h: time step (> 0), shared.
+        h: time step (≥ 0), shared.
         gamma: friction γ (≥ 0) of the Langevin layers.
         tau1: temperature τ₁ (≥ 0) of the first layer's thermostat.
         tau2: temperature τ₂ (≥ 0) of the Langevin layers.
@@ -75,3 +75,6 @@ class AdLaLa(Partitioned):
             dict(method="baoab", gamma=gamma, tau=tau2),
         )
         super().__init__(groups, h, seed=seed, **kwargs)
+        # groups added later inherit the "rest" partition's hyperparameters
+        self._template = ({"index": 1} if len(self.param_groups) > 1
+                          else {"values": dict(method="baoab", gamma=gamma, tau=tau2)})

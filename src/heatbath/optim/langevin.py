@@ -16,7 +16,7 @@ next merge into a single :math:`B_h` computed right after ``loss.backward()`` (t
 kicks :math:`B_{h/2}`). The stored momentum therefore lags the BAOAB momentum by half a kick;
 :meth:`~heatbath.optim.Partitioned.diagnostics` corrects for it.
 
-**Step size versus learning rate** (spec §3). Eliminating p at τ = 0 gives
+**Step size versus learning rate**. Eliminating p at τ = 0 gives
 :math:`\theta_{n+1} - \theta_n = c(\theta_n - \theta_{n-1}) - \eta g_n` with
 :math:`\eta = h^2(1+c)/2`: exactly ``torch.optim.SGD(lr=eta, momentum=c, dampening=0)`` after the
 first step. :meth:`Langevin.from_sgd` inverts this map.
@@ -61,7 +61,7 @@ class Langevin(Partitioned):
 
     Args:
         params: parameters or parameter groups (groups may override ``h``, ``gamma``, ``tau``).
-        h: time step (> 0); not a learning rate (see :meth:`from_sgd`).
+        h: time step (≥ 0); not a learning rate (see :meth:`from_sgd`).
         gamma: friction γ (≥ 0).
         tau: temperature τ (≥ 0); τ = 0 is deterministic SGD-momentum.
         seed, generator, replicas, check_finite, foreach, noise: as in :class:`Partitioned`.

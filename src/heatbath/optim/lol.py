@@ -13,7 +13,7 @@ the Leimkuhler–Matthews limit method with effective step :math:`h^2/2`. With
 :math:`\tau_1 = \tau_2 = \tau` the target is :math:`\exp(-L(\theta)/\tau)`.
 
 The captions give only h, γ₁, τ₁ (e.g. h = 0.1, γ₁ = 0.01, τ₁ = 1e-3); heatbath's documented
-choice is τ₂ = τ₁, and "layer 1" is the first layer (spec §2: not stated in the available text).
+choice is τ₂ = τ₁, and "layer 1" is the first layer (not stated in the available text of the paper).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class LOL(Partitioned):
     Args:
         model_or_groups: an ``nn.Module`` or a pair ``(first_params, rest_params)``
             (see :class:`~heatbath.optim.AdLaLa`).
-        h: time step (> 0), shared.
+        h: time step (≥ 0), shared.
         gamma1: friction γ₁ (≥ 0) of the first layer.
         tau1: temperature τ₁ (≥ 0) of the first layer.
         tau2: temperature τ₂ (≥ 0) of the other layers; ``None`` means τ₂ = τ₁.
@@ -58,3 +58,6 @@ class LOL(Partitioned):
         groups = _groups(first, rest, dict(method="baoab", gamma=gamma1, tau=tau1),
                          dict(method="overdamped", tau=tau2))
         super().__init__(groups, h, seed=seed, **kwargs)
+        # groups added later inherit the "rest" partition's hyperparameters
+        self._template = ({"index": 1} if len(self.param_groups) > 1
+                          else {"values": dict(method="overdamped", tau=tau2)})

@@ -27,7 +27,7 @@ refinement: :math:`\alpha_t = \alpha_{t-1}`, :math:`u_t = 0`; then always
     \theta_t = \theta_{t-1} + g_t \odot u_t .
 
 Initialisation: :math:`u_0 = \sqrt\eta\,\mathcal N(0, I)`, :math:`\alpha_0 = \sqrt\eta\, C`,
-:math:`v_0 = 0`, :math:`g_0 := g_1`. Choices (spec ``ctld.md`` §8): defaults sigma = 0.95,
+:math:`v_0 = 0`, :math:`g_0 := g_1`. Choices (see ``docs/ctld.md``): defaults sigma = 0.95,
 lambda = 1e-8, C = 5, anne_rate = 0.5 as in public ports; ``burnin`` counts the exploration steps
 exactly (t = 1..burnin); entries with :math:`u_{t-1} = 0` get a zero correction term. Since
 :math:`\tilde f` is N-scaled, eta plays the role of (SGD learning rate)/N.
@@ -55,12 +55,18 @@ uninformed entry gets :math:`g \le (\rho\,\overline{\sqrt{v_t}})^{-1/2}`, at mos
 :math:`\rho^{-3/4}` times). ``lambda_rel`` :math:`\rho` = 0.1 by default (factors 3.2 and 5.6);
 ``lambda_rel=0`` is the paper's formula exactly. A tensor whose gradient is zero everywhere
 still falls back to lambda.
+
+Under heatbath's optimizer contract (``docs/optimizers.md``) Santa skips parameters without
+``requires_grad`` or a gradient (their u, alpha, v, g stay as they are) and refuses a non-finite
+gradient with nothing changed. Its lr (eta) enters the velocity u, not the drift: a step with
+``lr = 0`` from a fresh state moves nothing, but after earlier steps the parameters still coast
+on the stored u, damped by alpha.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -68,17 +74,30 @@ from torch import Tensor
 
 from heatbath._validate import check_int, check_real
 
-from ._stateful import CounterGeneratorOptimizer
+from ._base import GroupWork, HeatbathOptimizer
+from ._distributed import local_view
 
 __all__ = ["Santa"]
 
 
-class Santa(CounterGeneratorOptimizer):
+def _check_hparams(group: dict[str, Any]) -> None:
+    check_real("lr", group["lr"], low=0.0)
+    check_int("num_data", group["num_data"], low=1)
+    check_int("burnin", group["burnin"], low=0)
+    check_real("sigma", group["sigma"], low=0.0, high=1.0, high_open=True)
+    check_real("lambda_", group["lambda_"], low=0.0, low_open=True)
+    check_real("lambda_rel", group["lambda_rel"], low=0.0)
+    check_real("C", group["C"], low=0.0)
+    check_real("anne_rate", group["anne_rate"], low=0.0)
+    check_real("weight_decay", group["weight_decay"], low=0.0)
+
+
+class Santa(HeatbathOptimizer):
     """Santa-E: annealed, preconditioned SG-MCMC exploration, then a deterministic refinement.
 
     Args:
         params: parameters or param groups.
-        lr: eta > 0 (step on the N-scaled gradient).
+        lr: eta >= 0 (step on the N-scaled gradient).
         num_data: N >= 1.
         burnin: number of exploration steps >= 0.
         sigma: RMSprop decay in [0, 1).
@@ -88,78 +107,70 @@ class Santa(CounterGeneratorOptimizer):
         C: initial friction scale, alpha_0 = sqrt(eta) C, >= 0.
         anne_rate: a >= 0 in beta_t = t^a.
         weight_decay: torch's L2 weight decay >= 0 (part of f).
-        seed, generator: the randomness (``generator`` wins).
+        seed, generator, check_finite: as in :class:`~heatbath.optim.Partitioned` (the initial
+            velocity u_0 is drawn from the group's generator when the group is added).
     """
-
-    STATE_KEY = "santa"
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float,
                  num_data: int, burnin: int, *, sigma: float = 0.95, lambda_: float = 1e-8,
                  lambda_rel: float = 0.1, C: float = 5.0, anne_rate: float = 0.5,
-                 weight_decay: float = 0.0,
-                 seed: int | None = None, generator: torch.Generator | None = None) -> None:
-        check_real("lr", lr, low=0.0, low_open=True)
-        check_int("num_data", num_data, low=1)
-        check_int("burnin", burnin, low=0)
-        check_real("sigma", sigma, low=0.0, high=1.0, high_open=True)
-        check_real("lambda_", lambda_, low=0.0, low_open=True)
-        check_real("lambda_rel", lambda_rel, low=0.0)
-        check_real("C", C, low=0.0)
-        check_real("anne_rate", anne_rate, low=0.0)
-        check_real("weight_decay", weight_decay, low=0.0)
+                 weight_decay: float = 0.0, seed: int | None = None,
+                 generator: torch.Generator | None = None, check_finite: bool = True) -> None:
         defaults = {"lr": lr, "num_data": num_data, "burnin": burnin, "sigma": sigma,
                     "lambda_": lambda_, "lambda_rel": lambda_rel, "C": C, "anne_rate": anne_rate,
                     "weight_decay": weight_decay}
-        super().__init__(params, defaults)
-        if generator is None:
-            generator = torch.Generator(device=self.param_groups[0]["params"][0].device)
-            if seed is None:
-                generator.seed()
-            else:
-                generator.manual_seed(check_int("seed", seed, low=0))
-        self._gen = generator
-        self._t = 0
-        for group in self.param_groups:
-            eta = group["lr"]
-            for p in group["params"]:
-                st = self.state[p]
-                st["u"] = math.sqrt(eta) * torch.randn(p.shape, generator=self._gen,
-                                                       dtype=p.dtype, device=p.device)
-                st["a"] = torch.full_like(p, math.sqrt(eta) * group["C"])
-                st["v"] = torch.zeros_like(p)
-                st["g"] = torch.zeros_like(p)
+        _check_hparams(defaults)
+        super().__init__(params, defaults, seed=seed, generator=generator,
+                         check_finite=check_finite)
+
+    def _prepare_group(self, group: dict[str, Any], index: int,
+                       given: set[str]) -> dict[str, Any]:
+        _check_hparams(group)
+        return group
+
+    def _sync_group(self, group: dict[str, Any], index: int) -> None:
+        lr = group["lr"]
+        if not (isinstance(lr, float | int) and 0 <= lr < math.inf):
+            check_real("lr", lr, low=0.0)
+
+    def _init_group(self, group: dict[str, Any], index: int) -> None:
+        eta = group["lr"]
+        gen = self._generators[index]
+        for p in group["params"]:
+            st = self.state[p]
+            st["u"] = math.sqrt(eta) * torch.randn(p.shape, generator=gen, dtype=p.dtype,
+                                                   device=p.device)
+            st["a"] = torch.full_like(p, math.sqrt(eta) * group["C"])
+            st["v"] = torch.zeros_like(p)
+            st["g"] = torch.zeros_like(p)
 
     @property
     def steps(self) -> int:
-        return self._t
+        """Steps taken so far."""
+        return self.step_count
 
     def inverse_temperature(self, t: int | None = None) -> float:
         """beta_t = t^anne_rate (t >= 1; default: the last step taken)."""
-        t = max(1, self._t if t is None else t)
+        t = max(1, self.step_count if t is None else t)
         return float(t) ** self.param_groups[0]["anne_rate"]
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        t = self._t + 1
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+    def _update(self, work: list[GroupWork]) -> None:
+        t = self.step_count + 1
+        for w in work:
+            group = w.group
+            params, grads = w.local, w.grads
             n, eta, sig = group["num_data"], group["lr"], group["sigma"]
             beta = float(t) ** group["anne_rate"]
-            grads = [p.grad for p in params]
             if group["weight_decay"] != 0:
                 grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             f = torch._foreach_mul(grads, float(n))
-            st = [self.state[p] for p in params]
-            v = [s["v"] for s in st]
-            u = [s["u"] for s in st]
-            a = [s["a"] for s in st]
-            g_prev = [s["g"] for s in st]
+            st = [self.state[p] for p in w.params]
+
+            def get(key: str, st: list[dict[str, Any]] = st, sharded: bool = w.sharded
+                    ) -> list[Tensor]:
+                return [local_view(s[key]) if sharded else s[key] for s in st]
+
+            v, u, a, g_prev = get("v"), get("u"), get("a"), get("g")
             torch._foreach_mul_(v, sig)
             torch._foreach_addcmul_(v, f, f, value=(1.0 - sig) / (n * n))
             g = torch._foreach_sqrt(v)
@@ -183,8 +194,7 @@ class Santa(CounterGeneratorOptimizer):
                     safe = torch.where(up == 0, torch.ones_like(up), up)
                     corr.append(torch.where(up == 0, torch.zeros_like(up),
                                             (eta / beta) * (1.0 - r) / safe))
-                zeta = [torch.randn(p.shape, generator=self._gen, dtype=p.dtype,
-                                    device=p.device) for p in params]
+                zeta = self._normal_like(w.index, params, 1.0)[0]
                 scale = torch._foreach_sqrt(torch._foreach_mul(g_prev, 2.0 * eta / beta))
                 torch._foreach_addcmul_(corr, scale, zeta)
                 u_new = corr
@@ -195,8 +205,6 @@ class Santa(CounterGeneratorOptimizer):
             torch._foreach_addcmul_(u_new, one_minus_a, u)
             torch._foreach_addcmul_(u_new, g, f, value=-eta)
             torch._foreach_addcmul_(params, g, u_new)
-            for s, un, gn in zip(st, u_new, g, strict=True):
-                s["u"].copy_(un)
-                s["g"].copy_(gn)
-        self._t = t
-        return loss
+            for uo, un, gp, gn in zip(u, u_new, g_prev, g, strict=True):
+                uo.copy_(un)
+                gp.copy_(gn)

@@ -28,7 +28,7 @@ class SGLD(Partitioned):
 
     Args:
         params: parameters or parameter groups (groups may override ``h`` and ``sigma``).
-        h: step size (> 0), the learning rate of SGD.
+        h: step size (≥ 0), the learning rate of SGD.
         sigma: noise amplitude (≥ 0); ``sigma = sqrt(2 * tau)`` targets temperature τ.
         seed, generator, replicas, check_finite, foreach, noise: as in :class:`Partitioned`.
     """
