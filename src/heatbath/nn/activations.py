@@ -3,7 +3,7 @@ r"""Activations with the facts the structure-preserving blocks need.
 For each activation :math:`\sigma` heatbath records
 
 * its Lipschitz constant :math:`L = \sup|\sigma'|`,
-* whether it is monotone (:math:`\sigma' \ge 0`), required by gradient-flow blocks (spec S10):
+* whether it is monotone (:math:`\sigma' \ge 0`), required by gradient-flow blocks:
   only then is :math:`V(z) = \gamma(Az+b)\cdot\mathbb 1` convex and the step
   :math:`z - hA^\top\sigma(Az+b)` non-expansive for :math:`hL\|A\|^2 \le 2`,
 * a potential :math:`\gamma` with :math:`\gamma' = \sigma` where one is elementary, used for the

@@ -35,7 +35,7 @@ Problem: :math:`\dot z = f(z, \theta_k)` on :math:`[t_k, t_{k+1}]`, :math:`t_k =
 
 Only local vector–Jacobian products of f are used (``torch.autograd.grad`` on one evaluation of
 f), never backprop through the solver. Stages with :math:`b_i = 0` are rejected (they need special
-treatment, spec §8).
+treatment; see docs/structure-preserving.md, section "DTO = OTD").
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Separable Hamiltonian (the talk, slides 15–16; Celledoni et al. 2021), with
     \dot z = \partial_p H = A_1^\top\sigma_1(A_1p + b_1),\quad
     \dot p = -\partial_z H = -A_2^\top\sigma_2(A_2z + b_2).
 
-Schemes, with :math:`\theta_k` frozen inside the layer (spec S2: both Verlet half-kicks use the
-same :math:`\theta_k`):
+Schemes, with :math:`\theta_k` frozen inside the layer (heatbath's choice: both Verlet half-kicks
+use the same :math:`\theta_k`):
 
 * symplectic Euler: :math:`p_{k+1} = p_k - hA_2^\top\sigma_2(A_2z_k + b_2)`,
   :math:`z_{k+1} = z_k + hA_1^\top\sigma_1(A_1p_{k+1} + b_1)` (first order);
@@ -25,13 +25,14 @@ Kinetic part (``kinetic``):
 * ``"tied"`` — case (b): :math:`A_1 = A_2 = A`, :math:`b_1 = b_2 = b`, :math:`\sigma_1=\sigma_2`;
 * ``"separate"`` — independent :math:`A_1` (same configuration as A), :math:`b_1`.
 
-**Guarantees** (derived in the spec §4, tested): every substep is a shear whose increment is a
+**Guarantees** (derived, tested): every substep is a shear whose increment is a
 gradient, with Jacobian :math:`[[I, 0], [-hA^\top DA, I]]` (or its transpose), :math:`D =
 \mathrm{diag}\,\sigma'`, and :math:`A^\top DA` is symmetric. Hence each layer is **symplectic**
 (:math:`M^\top\Omega M = \Omega`), **volume-preserving** and has an **explicit inverse** (the
 substeps run backwards with h negated). Per layer only: with :math:`\theta` varying across layers
-the energy is not conserved, and heatbath never claims it is (spec §6). For a weight-tied stack
-Verlet keeps :math:`|H_k - H_0| = O(h^2)` and symplectic Euler :math:`O(h)`, without drift.
+the energy is not conserved, and heatbath never claims it is (see docs/structure-preserving.md,
+section "Non-autonomous Hamiltonians"). For a weight-tied stack Verlet keeps
+:math:`|H_k - H_0| = O(h^2)` and symplectic Euler :math:`O(h)`, without drift.
 
 The state is one tensor whose channel dimension (dim 1) holds :math:`(z, p)`, each of the
 operator's input shape.
@@ -52,15 +53,16 @@ __all__ = ["SymplecticHamiltonianBlock"]
 class SymplecticHamiltonianBlock(StepBlock):
     r"""One symplectic step for :math:`H = \gamma_1(A_1p+b_1)\cdot 1 + \gamma_2(A_2z+b_2)\cdot 1`.
 
-    Parameters
-    ----------
-    A : int d (dense :math:`A_2` of shape hidden x d) or an Operator acting on z.
-    hidden : rows of a dense A (default d).
-    kinetic : ``"quadratic"`` (default), ``"tied"`` or ``"separate"`` (see the module docstring).
-    scheme : ``"verlet"`` (default) or ``"symplectic_euler"``.
-    activation : sigma_2 (and sigma_1 unless ``kinetic_activation`` is given); any activation.
-    kinetic_activation : sigma_1 for ``"separate"`` (default: ``activation``).
-    h, learn_h, init_scale : as for the other blocks.
+    Args:
+        A: int d (dense :math:`A_2` of shape hidden x d) or an Operator acting on z.
+        hidden: rows of a dense A (default d).
+        kinetic: ``"quadratic"`` (default), ``"tied"`` or ``"separate"`` (see the module docstring).
+        scheme: ``"verlet"`` (default) or ``"symplectic_euler"``.
+        activation: sigma_2 (and sigma_1 unless ``kinetic_activation`` is given); any activation.
+        kinetic_activation: sigma_1 for ``"separate"`` (default: ``activation``).
+        h: step size, ``h >= 0``.
+        learn_h: make h a trainable parameter.
+        init_scale: scale of A's initial entries.
     """
 
     reversible = True

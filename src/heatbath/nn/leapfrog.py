@@ -11,9 +11,10 @@ channel dimension:
 
 whose Jacobian :math:`[[0, I], [-I, 2I - h^2A^\top DA]]` satisfies :math:`M^\top\Omega M = \Omega`
 (symplectic in the pair coordinates too) and has :math:`\det = 1`. The inverse needs the two last
-states: :math:`z_{k-1} = 2z_k - z_{k+1} - h^2A^\top\sigma(Az_k + b)`. heatbath's start (spec S3,
+states: :math:`z_{k-1} = 2z_k - z_{k+1} - h^2A^\top\sigma(Az_k + b)`. heatbath's start (its choice,
 as ``LeapFrogNN``): :math:`z_{-1} = z_0`, zero initial velocity, i.e. the pair ``(x, x)``.
-Rounding in the inverse is amplified more than in a one-step scheme (spec §7).
+Rounding in the inverse is amplified more than in a one-step scheme (see
+docs/structure-preserving.md, section "Reversible backprop").
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ __all__ = ["LeapfrogBlock"]
 class LeapfrogBlock(StepBlock):
     r"""One leapfrog step on the pair :math:`(z_{k-1}, z_k)`.
 
-    Parameters
-    ----------
-    A : int d (dense A, hidden x d) or an Operator.
-    hidden : rows of a dense A.
-    activation : sigma (any; default ``"tanh"``).
-    h, learn_h, init_scale : as for the other blocks.
+    Args:
+        A: int d (dense A, hidden x d) or an Operator.
+        hidden: rows of a dense A.
+        activation: sigma (any; default ``"tanh"``).
+        h: step size, ``h >= 0``.
+        learn_h: make h a trainable parameter.
+        init_scale: scale of A's initial entries.
     """
 
     reversible = True

@@ -25,11 +25,12 @@ __all__ = ["MidpointBlock"]
 class MidpointBlock(StepBlock):
     r"""One explicit-midpoint step on the pair :math:`(y_{k-1}, y_k)`.
 
-    Parameters
-    ----------
-    K : int d (dense square K) or a square Operator.
-    activation : sigma (any; default ``"tanh"``).
-    h, learn_h, init_scale : as for the other blocks.
+    Args:
+        K: int d (dense square K) or a square Operator.
+        activation: sigma (any; default ``"tanh"``).
+        h: step size, ``h >= 0``.
+        learn_h: make h a trainable parameter.
+        init_scale: scale of A's initial entries.
     """
 
     reversible = True

@@ -13,7 +13,7 @@ so that :math:`A^\top\sigma(Az + b) = \nabla_z\,\gamma(Az+b)\cdot\mathbb 1` is a
 * :class:`Conv2dOperator`: :math:`A z = W * z` (``conv2d``, stride ``s``, zero padding ``p``) and
   :math:`A^\top y` = ``conv_transpose2d`` with the *same* weight, stride and padding and the
   ``output_padding`` that restores the input's spatial size, which makes it the exact adjoint
-  (spec decision S6).
+  (heatbath's choice).
 
 **Spectral norm.** :math:`\|A\|_2` is estimated by power iteration on :math:`A^\top A` with a
 persistent unit vector :math:`v`:
@@ -144,12 +144,11 @@ class Operator(nn.Module):
 class LinearOperator(Operator):
     r"""Dense operator :math:`Az = Wz`, :math:`W \in \mathbb R^{m\times d}`, adjoint :math:`W^\top`.
 
-    Parameters
-    ----------
-    in_features : d, dimension of :math:`z`.
-    out_features : m, dimension of :math:`Az` (default ``d``).
-    init_scale : the entries of W are :math:`\mathcal N(0, \text{init\_scale}^2/d)`
-        (default 1, so :math:`\|W\|_2 = O(1)`).
+    Args:
+        in_features: d, dimension of :math:`z`.
+        out_features: m, dimension of :math:`Az` (default ``d``).
+        init_scale: the entries of W are :math:`\mathcal N(0, \text{init\_scale}^2/d)`
+            (default 1, so :math:`\|W\|_2 = O(1)`).
     """
 
     def __init__(self, in_features: int, out_features: int | None = None, *,

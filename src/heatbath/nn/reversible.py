@@ -13,7 +13,7 @@ an exact inverse. With ``memory="reversible"`` (default) training uses a custom
 Cost (derived): saved activations are one state plus one block's intermediates, independent of
 K; compute is about one extra forward per block (4 passes instead of 3, +33 %).
 
-Fallbacks (spec §7), for when reconstruction error matters (it grows with depth, faster through
+Fallbacks, for when reconstruction error matters (it grows with depth, faster through
 expansive blocks and two-step inverses):
 
 * ``reconstruct_dtype=torch.float64``: the no-grad forward sweep and the inverse sweep run in
@@ -22,7 +22,7 @@ expansive blocks and two-step inverses):
   and replaces the reconstructed one, so errors only accumulate over n blocks;
 * ``memory="store"``: plain autograd through the blocks (memory linear in K).
 
-Structure rules (spec S4, S7, §12.12): every block must be reversible (have ``inverse``), must
+Structure rules: every block must be reversible (have ``inverse``), must
 contain no BatchNorm/dropout, and must not change the state's shape; violations raise
 ``ValueError`` naming the block.
 """
@@ -44,13 +44,12 @@ __all__ = ["ReversibleSequential", "saved_activation_bytes"]
 class ReversibleSequential(nn.Module):
     """A stack of reversible blocks trained with reversible backprop (see the module docstring).
 
-    Parameters
-    ----------
-    blocks : reversible modules (``inverse`` method, shape-preserving). The same module may appear
-        several times (weight tying).
-    memory : ``"reversible"`` (default) or ``"store"`` (plain autograd).
-    reconstruct_dtype : dtype of the no-grad forward/inverse sweeps (default: the input's).
-    checkpoint_every : store the exact input of every n-th block (default: none).
+    Args:
+        blocks: reversible modules (``inverse`` method, shape-preserving). The same module may
+            appear several times (weight tying).
+        memory: ``"reversible"`` (default) or ``"store"`` (plain autograd).
+        reconstruct_dtype: dtype of the no-grad forward/inverse sweeps (default: the input's).
+        checkpoint_every: store the exact input of every n-th block (default: none).
     """
 
     def __init__(self, blocks: Iterable[nn.Module], *, memory: str = "reversible",

@@ -10,7 +10,7 @@ Haber & Ruthotto's "Hamiltonian-inspired" system :math:`\dot y = \sigma(Kz + b_2
 With custom modules ``F`` and ``G`` it is the general coupling (``DoubleHamiltonianNN``, RevNet):
 :math:`z \leftarrow z - hF(y)`, :math:`y \leftarrow y + hG(z)`.
 
-**Guarantees** (spec §4, derived and tested). A shear :math:`z \leftarrow z + h\,s(y)` has Jacobian
+**Guarantees** (derived and tested). A shear :math:`z \leftarrow z + h\,s(y)` has Jacobian
 :math:`[[I, hS], [0, I]]`, :math:`S = \partial s/\partial y`, so :math:`\det = 1`: the block is
 **volume-preserving** and has an **explicit inverse** (:math:`y \leftarrow y - h\sigma(Kz+b_2)`,
 then :math:`z \leftarrow z + h\sigma(K^\top y + b_1)`). It is **not symplectic**: the shear is
@@ -38,14 +38,16 @@ __all__ = ["ShearReversibleBlock"]
 class ShearReversibleBlock(StepBlock):
     r"""Shear pair: :math:`z \leftarrow z - h\sigma(K^\top y + b_1)`, then y += h sigma(Kz + b2).
 
-    Parameters
-    ----------
-    K : int d (dense square K) or a square Operator; ignored when ``F`` and ``G`` are given
-        (pass ``None``).
-    activation : sigma (any activation; default ``"tanh"``).
-    F, G : optional modules replacing :math:`\sigma(K^\top\cdot + b_1)` and
-        :math:`\sigma(K\cdot + b_2)`; they must preserve shape and contain no BatchNorm/dropout.
-    h, learn_h, init_scale : as for the other blocks.
+    Args:
+        K: int d (dense square K) or a square Operator; ignored when ``F`` and ``G`` are given
+            (pass ``None``).
+        activation: sigma (any activation; default ``"tanh"``).
+        F: optional modules replacing :math:`\sigma(K^\top\cdot + b_1)` and
+        G: optional modules replacing :math:`\sigma(K^\top\cdot + b_1)` and
+            :math:`\sigma(K\cdot + b_2)`; they must preserve shape and contain no BatchNorm/dropout.
+        h: step size, ``h >= 0``.
+        learn_h: make h a trainable parameter.
+        init_scale: scale of A's initial entries.
     """
 
     reversible = True

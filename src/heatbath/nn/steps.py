@@ -7,8 +7,7 @@ With ``learn_h=True`` every block's step :math:`h_k` is a parameter. After each 
 
 computed by the sort-based rule (Held, Wolfe & Crowder 1974): with :math:`u` the entries sorted in
 decreasing order, :math:`\rho = \max\{j : u_j - (\sum_{i\le j}u_i - T)/j > 0\}`,
-:math:`\tau = (\sum_{i\le\rho}u_i - T)/\rho` and :math:`h \leftarrow \max(h - \tau, 0)`
-(spec S9).
+:math:`\tau = (\sum_{i\le\rho}u_i - T)/\rho` and :math:`h \leftarrow \max(h - \tau, 0)`.
 
 Smoothness-in-time regulariser (Haber–Ruthotto; ``DecodEPFL/HamiltonianNet``):
 

@@ -1,5 +1,9 @@
 """``heatbath structure shapes2d|mnist|robustness|thermo|all``: the structure-preserving
-experiments of :mod:`heatbath.papers.structure.experiments` from the command line."""
+experiments of :mod:`heatbath.papers.structure.experiments` from the command line.
+
+``heatbath structure robustness --data-dir DIR`` runs the published CIFAR-10 comparison on the
+CIFAR-10 batches in DIR (never downloaded); without it the offline MNIST subset runs. The strong
+attack is set with --attack-steps, --restarts and --attack-loss, the radii with --eps."""
 
 from __future__ import annotations
 
@@ -36,6 +40,50 @@ def setup(p: argparse.ArgumentParser) -> None:
                         "OUT/NAME/")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    r = p.add_argument_group("robustness")
+    r.add_argument("--data", choices=("mnist", "cifar10"), default=None,
+                   help="data set (default: cifar10 when --data-dir is given, else the offline "
+                        "MNIST subset)")
+    r.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="folder with the CIFAR-10 python or binary batches (never downloaded)")
+    r.add_argument("--eps", type=float, nargs="+", metavar="E", default=None,
+                   help="L2 radii (default: 0 0.1 0.5 1 2)")
+    r.add_argument("--attack-steps", type=int, default=50,
+                   help="steps of the strong PGD attack (default 50)")
+    r.add_argument("--restarts", type=int, default=5,
+                   help="random restarts of the strong attack (default 5)")
+    r.add_argument("--attack-loss", choices=("margin", "ce"), default="margin",
+                   help="loss of the strong attack (default: margin, i.e. Carlini-Wagner)")
+    r.add_argument("--n-train", type=int, default=None, help="training images (default: all)")
+    r.add_argument("--n-test", type=int, default=None, help="attacked test images")
+    r.add_argument("--epochs", type=int, default=None, help="override the epochs")
+    r.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _extra(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The robustness options (other experiments take none)."""
+    robust_flags = ("data", "data_dir", "eps", "n_train", "n_test", "epochs")
+    if name != "robustness":
+        used = [f"--{f.replace('_', '-')}" for f in robust_flags
+                if getattr(args, f, None) is not None]
+        if used and args.experiments != ["all"] and "robustness" not in args.experiments:
+            raise ValueError(f"{', '.join(used)} only apply to the robustness experiment")
+        return {}
+    data = args.data or ("cifar10" if args.data_dir is not None else "mnist")
+    if data == "cifar10" and args.data_dir is None:
+        raise ValueError("--data cifar10 needs --data-dir DIR (the folder with the CIFAR-10 "
+                         "batches); heatbath never downloads data")
+    if data == "mnist" and args.data_dir is not None:
+        raise ValueError("--data-dir is the CIFAR-10 folder; it cannot be used with --data "
+                         "mnist")
+    for flag in ("attack_steps", "restarts"):
+        check_int(flag.replace("_", "-"), getattr(args, flag), low=1)
+    for flag in ("n_train", "n_test", "epochs"):
+        if getattr(args, flag) is not None:
+            check_int(flag.replace("_", "-"), getattr(args, flag), low=1)
+    return dict(data=data, data_dir=args.data_dir, eps=args.eps, attack_steps=args.attack_steps,
+                restarts=args.restarts, attack_loss=args.attack_loss, n_train=args.n_train,
+                n_test=args.n_test, epochs=args.epochs, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         if not args.quiet:
             print(f"structure {name}: {EXPERIMENTS[name][1]} -> {out}/", flush=True)
-        result = fn(out, quick=args.quick, seed=seed)
+        result = fn(out, quick=args.quick, seed=seed, **_extra(name, args))
         if not args.quiet:
             keys = ", ".join(sorted(result)) if isinstance(result, dict) else ""
             print(f"structure {name}: done in {time.perf_counter() - t0:.1f} s "
