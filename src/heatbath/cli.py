@@ -430,9 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a read-only folder, a full disk: one line naming the file
         if os.environ.get("HEATBATH_DEBUG"):
             raise
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"{prog}: error: cannot write or read{where}: {exc.strerror or exc}",
-              file=sys.stderr)
+        msg = (f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror
+               else " ".join(str(exc).split()))
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `heatbath ... | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -3,8 +3,10 @@
 Every file a run produces goes through :func:`atomic_write`: the content is written to a temporary
 file in the destination's own directory (so the final rename never crosses a file system), flushed
 and fsync'ed, then moved over the destination with :func:`os.replace`, which is atomic on POSIX and
-Windows. A crash or exception mid-write leaves the previous file (or no file), never half of one,
-and the temporary file is removed.
+Windows, and the folder is fsync'ed so the rename survives a power cut. A crash or exception
+mid-write leaves the previous file (or no file), never half of one, and the temporary file is
+removed. An ``OSError`` without a file name (a full disk reported by ``write`` or ``fsync``) is
+raised again naming the destination, so the user learns which file could not be written.
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb'; got {mode!r}")
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:  # a read-only or full folder: name the file we wanted to write
+        raise OSError(exc.errno, exc.strerror, str(dest)) from exc
     try:
         if mode == "w":
             fh: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -64,10 +69,28 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
             os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
-    except BaseException:
+        _fsync_dir(dest.parent)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a full disk fails in write/flush/fsync, which do not name the file
+            raise OSError(exc.errno, exc.strerror, str(dest)) from exc
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

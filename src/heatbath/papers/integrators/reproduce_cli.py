@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from heatbath._validate import check_int
+from heatbath.data.digits import idx_files
 
 from .common import Context
 from .figures import FIGURES, figure_spec, parse_keys, run_figures
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         if not mnist_dir.is_dir():
             raise ValueError(f"mnist-dir must be a folder with the MNIST IDX files, got "
                              f"{args.mnist_dir!r}")
+        try:  # before any figure runs: an empty or incomplete folder is bad input
+            idx_files(mnist_dir)
+        except FileNotFoundError as exc:
+            raise ValueError(f"--mnist-dir: {exc}") from None
     ctx = Context(out=Path(args.out), quick=args.quick, mnist_dir=mnist_dir, threads=threads,
                   steps=steps, runs=runs, verbose=not args.quiet)
     t0 = time.perf_counter()
