@@ -482,3 +482,20 @@ def test_works_inside_torch_compile(info):
         torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-6)
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_a_refused_load_changes_nothing():
+    model = mlp()
+    info = REGISTRY[IDS.index("partitioned")]
+    a = info.make(model)
+    train(info, model, a, 2)
+    from heatbath.optim import Partitioned
+    ps = list(model.parameters())
+    # same groups and sizes, other methods: refused by the method check, after torch's checks
+    b = Partitioned([{"params": ps[:2]}, {"params": ps[2:4]}, {"params": ps[4:]}], h=0.1,
+                    method="sgld", sigma=0.01)
+    train(info, model, b, 2)
+    before = copy.deepcopy(b.state_dict())
+    with pytest.raises(ValueError, match="method"):
+        b.load_state_dict(a.state_dict())
+    assert _equal(b.state_dict(), before)

@@ -63,6 +63,8 @@ __all__ = ["HeatbathOptimizer", "NonFiniteGradientError", "GroupWork", "mix_seed
 
 #: prefix of the names given to parameters added without one (see ``param_key``)
 SYNTHETIC_NAME = "param_groups."
+#: up to this many gradient elements (per device) the finiteness check is one foreach kernel
+_FINITE_FOREACH_MAX = 1 << 20
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -157,6 +159,7 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         self._user_generator = generator
         self._generators: list[torch.Generator] = []
         self._noise_bufs: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
+        self._flags: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self._dtensor_groups: list[bool] = []
         self.group_state: list[dict[str, Any]] = []
         self.step_count = 0
@@ -353,17 +356,33 @@ class HeatbathOptimizer(torch.optim.Optimizer):
 
     def _check_finite(self, work: list[GroupWork], *extra: Tensor) -> None:
         """Raise :class:`NonFiniteGradientError` if any gradient (or ``extra`` tensor) is not
-        finite. One reduction per tensor and one host read: a NaN or inf anywhere makes the
-        sum non-finite; only then (or when finite huge entries overflow the sum) are the
-        tensors inspected one by one."""
-        sums = [g.sum(dtype=torch.float32) if g.dtype != torch.float64 else g.sum()
-                for w in work for g in w.grads]
-        sums += [torch.as_tensor(t).sum().to(torch.float64) for t in extra]
-        if not sums:
-            return
-        total = sums[0] if len(sums) == 1 else torch.stack(
-            [s.to(torch.float64) for s in sums]).sum()
-        if math.isfinite(float(total)):
+        finite; nothing has been changed at that point.
+
+        Up to ``_FINITE_FOREACH_MAX`` elements per device: one multi-tensor kernel
+        (``torch._amp_foreach_non_finite_check_and_unscale_`` with scale 1, which rewrites each
+        gradient with its own value) and one host read. Larger models: one read-only sum per
+        gradient and one host read (a NaN or inf makes the sum non-finite; only then, or when
+        huge finite entries overflow it, are the tensors inspected one by one).
+        """
+        grads = [g for w in work for g in w.grads]
+        flagged = False
+        if grads:
+            by_dev: dict[torch.device, list[Tensor]] = {}
+            for g in grads:
+                by_dev.setdefault(g.device, []).append(g)
+            for dev, gs in by_dev.items():
+                if sum(g.numel() for g in gs) <= _FINITE_FOREACH_MAX:
+                    found, one = self._finite_flags(dev)
+                    found.zero_()
+                    torch._amp_foreach_non_finite_check_and_unscale_(gs, found, one)
+                    flagged = flagged or bool(found)
+                else:
+                    sums = [g.sum(dtype=torch.float64) for g in gs]
+                    flagged = flagged or not math.isfinite(float(torch.stack(sums).sum()))
+        if extra:
+            flagged = flagged or not all(bool(torch.isfinite(torch.as_tensor(t)).all())
+                                         for t in extra)
+        if not flagged:
             return
         bad = [f"group {w.index} parameter {self.param_key(w.index, j)}"
                for w in work for j, g in zip(w.positions, w.grads)
@@ -375,6 +394,14 @@ class HeatbathOptimizer(torch.optim.Optimizer):
                 f"non-finite gradient in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
                 f"at step {self.step_count}; nothing was changed (parameters, state, noise). "
                 "Lower the step size, check the loss, or clip gradients.")
+
+    def _finite_flags(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Reused (found_inf, scale = 1) tensors of the foreach finiteness check."""
+        flags = self._flags.get(device)
+        if flags is None:
+            flags = self._flags[device] = (torch.zeros(1, device=device),
+                                           torch.ones(1, device=device))
+        return flags
 
     def _update(self, work: list[GroupWork]) -> None:
         """Apply one step to the gathered parameters (subclasses implement)."""
@@ -473,14 +500,10 @@ class HeatbathOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"state_dict's group {i} has {len(saved['params'])} "
                                  f"parameters, this optimizer's has {len(mine['params'])}")
         self._check_names(saved_groups)
-        old_groups = self.param_groups
+        self._check_saved_groups(saved_groups)
         super().load_state_dict(sd)
-        try:
-            self.param_groups = [self._wrap_group(g) for g in self.param_groups]
-            self._after_load(old_groups)
-        except BaseException:
-            self.param_groups = old_groups
-            raise
+        self.param_groups = [self._wrap_group(g) for g in self.param_groups]
+        self._after_load()
         for i, ex in enumerate(extra["groups"]):
             if ex["generator"] is not None:
                 self._generators[i].set_state(ex["generator"].cpu())
@@ -491,8 +514,12 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         self._seed = int(extra["seed"])
         self._load_extra_state(extra.get("extra", {}))
 
-    def _after_load(self, old_groups: list[dict[str, Any]]) -> None:
-        """Check the loaded groups against the ones they replace (subclasses)."""
+    def _check_saved_groups(self, saved_groups: list[dict[str, Any]]) -> None:
+        """Refuse saved groups this optimizer cannot take (raise ``ValueError``); runs before
+        anything is loaded (subclasses)."""
+
+    def _after_load(self) -> None:
+        """Refresh caches that depend on the groups after a load (subclasses)."""
 
     # ------------------------------------------------------------------------------------------
     # inspection

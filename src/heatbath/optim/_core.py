@@ -536,14 +536,17 @@ class Partitioned(HeatbathOptimizer):
                             "place instead")
         group.reconcile()
 
-    def _after_load(self, old_groups: list[dict[str, Any]]) -> None:
-        for i, (group, old) in enumerate(zip(self.param_groups, old_groups)):
+    def _check_saved_groups(self, saved_groups: list[dict[str, Any]]) -> None:
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             for key in ("method", "replicas", "xi_per"):
-                if group[key] != old[key]:
-                    raise ValueError(f"state_dict's group {i} has {key}={group[key]!r}, this "
-                                     f"optimizer's has {old[key]!r}; build the optimizer with "
-                                     "the same partition")
+                if saved.get(key) != group[key]:
+                    raise ValueError(f"state_dict's group {i} has {key}={saved.get(key)!r}, "
+                                     f"this optimizer's has {group[key]!r}; build the optimizer "
+                                     "with the same partition")
+
+    def _after_load(self) -> None:
         self._adl_consts.clear()
+        self._pkeys.clear()
 
     # -- the step ----------------------------------------------------------------------------
     def _noise_source(self, w: GroupWork) -> NoiseSource:
