@@ -248,6 +248,12 @@ BAD_INPUTS = [
     (["train", "sgd", "--set", "model.widht=3"], "model.widht"),
     (["train", "sgd", "--set", "seeds=[1, 1]"], "seeds must not repeat"),
     (["train", "lol", "--set", "tau1=abc"], "tau1 must"),
+    # issue 16, case 8: out of float32 or 63-bit range; case 3: unsafe names
+    (["train", "sgd", "--h", "1e39"], "methods.sgd.h"),
+    (["train", "sgd", "--first-seed", str(2**63)], "first_seed"),
+    (["train", "sgd", "--name", ".hidden"], "name must be"),
+    (["train", "sgd", "--name", "../up"], "name must be"),
+    (["train", "sgd", "--resume", "--force"], "--force"),
 ]
 
 

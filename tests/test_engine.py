@@ -221,3 +221,52 @@ def test_bad_arguments(data: Dataset) -> None:
         ModelSpec("shlp", hidden=(3, 4))
     with pytest.raises(ValueError, match="method"):
         Trainer(data, SHLP, OptimSpec("rmsprop"), steps=5, seed=0)
+
+
+def test_damaged_checkpoint_is_refused_by_trainer_load(data: Dataset, tmp_path: Path) -> None:
+    """Issue 16, case 4 at the engine level: a flipped bit anywhere in the file, a truncated
+    file or garbage is a CheckpointError naming the file (before, a flipped bit in a weight
+    loaded silently and the run continued from other parameters)."""
+    opt = OptimSpec("adam", {"h": 0.01})
+    ckpt = tmp_path / "c.pt"
+    Trainer(data, SHLP, opt, steps=10, seed=0).run(until=4, checkpoint=ckpt, num_threads=1)
+    good = ckpt.read_bytes()
+    assert Trainer.load(ckpt, data, SHLP, opt, steps=10, seed=0).step == 4
+    n = len(good)
+    for bad in (good[:i] + bytes([good[i] ^ 0x10]) + good[i + 1:]
+                for i in range(0, n, max(1, n // 40))):
+        ckpt.write_bytes(bad)
+        with pytest.raises(checkpoint.CheckpointError, match="c.pt") as exc:
+            Trainer.load(ckpt, data, SHLP, opt, steps=10, seed=0)
+        assert "restart-from-scratch" in str(exc.value)
+        assert "weights_only" not in str(exc.value)
+    for bad in (good[: n // 2], b"", b"\x80\x02garbage"):
+        ckpt.write_bytes(bad)
+        with pytest.raises(checkpoint.CheckpointError, match="c.pt"):
+            Trainer.load(ckpt, data, SHLP, opt, steps=10, seed=0)
+
+
+def test_stop_request_saves_the_step_reached_and_raises(data: Dataset, tmp_path: Path) -> None:
+    """Issue 16, case 7 at the engine level: a stop request (what SIGTERM/SIGINT set) ends
+    training at the next step boundary after writing the checkpoint; resuming from it gives
+    exactly the uninterrupted run."""
+    from heatbath.engine import shutdown
+
+    opt = OptimSpec("langevin", {"h": 0.2, "gamma": 1.0, "tau": 1e-3})
+    kw = {"steps": 30, "seeds": [1, 2], "eval_every": 5}
+    full = Trainer(data, SHLP, opt, **kw).run(num_threads=1)
+    ckpt = tmp_path / "c.pt"
+
+    def progress(step: int, steps: int, rows: list) -> None:
+        if step == 10:
+            shutdown.request()
+
+    try:
+        with pytest.raises(shutdown.Interrupted):
+            Trainer(data, SHLP, opt, **kw).run(progress=progress, checkpoint=ckpt,
+                                               num_threads=1)
+    finally:
+        shutdown.reset()
+    resumed = Trainer.load(ckpt, data, SHLP, opt, **kw)
+    assert resumed.step == 10
+    assert resumed.run(num_threads=1).rows == full.rows

@@ -216,6 +216,17 @@ def test_check_component_and_inside() -> None:
             check_component("name", bad)
 
 
+def test_figure_keys_are_safe_names() -> None:
+    """Case 3: figure folders come from the fixed table; any other key is refused."""
+    from heatbath.papers.integrators.figures import FIGURES, parse_keys
+
+    for key in FIGURES:
+        check_component("figure", key)
+    for bad in ("../../x", "/abs", "fig1/../../x", ".fig1"):
+        with pytest.raises(ValueError, match="figure must be"):
+            parse_keys([bad])
+
+
 def test_folder_paths_stay_inside(tmp_path: Path) -> None:
     cfg = config_module.resolve({"out": str(tmp_path), "name": "r", "methods": {"sgd": {}}})
     with RunFolder.claim(tmp_path / "r", cfg) as folder:
