@@ -58,6 +58,10 @@ def setup(p: argparse.ArgumentParser) -> None:
     r.add_argument("--n-test", type=int, default=None, help="attacked test images")
     r.add_argument("--epochs", type=int, default=None, help="override the epochs")
     r.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    from heatbath.engine.executors import add_executor_options
+
+    add_executor_options(p, jobs_help="robustness: the two networks' jobs run at once in worker "
+                                      "processes (default 1: in this process)")
 
 
 def _extra(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -81,9 +85,12 @@ def _extra(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("n_train", "n_test", "epochs"):
         if getattr(args, flag) is not None:
             check_int(flag.replace("_", "-"), getattr(args, flag), low=1)
+    from heatbath.engine.executors import executor_from_args
+
     return dict(data=data, data_dir=args.data_dir, eps=args.eps, attack_steps=args.attack_steps,
                 restarts=args.restarts, attack_loss=args.attack_loss, n_train=args.n_train,
-                n_test=args.n_test, epochs=args.epochs, device=args.device)
+                n_test=args.n_test, epochs=args.epochs, device=args.device,
+                executor=executor_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
