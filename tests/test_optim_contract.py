@@ -499,3 +499,13 @@ def test_a_refused_load_changes_nothing():
     with pytest.raises(ValueError, match="method"):
         b.load_state_dict(a.state_dict())
     assert _equal(b.state_dict(), before)
+
+
+def test_the_given_gamma_is_kept_exactly():
+    # gamma is not round-tripped through momentum = exp(-gamma h) at construction or on load
+    p = nn.Parameter(torch.zeros(2))
+    opt = Langevin([p], h=0.3, gamma=0.7, tau=0.0)
+    assert opt.param_groups[0]["gamma"] == 0.7
+    opt2 = Langevin([p], h=0.3, gamma=1.3, tau=0.0)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.param_groups[0]["gamma"] == 0.7

@@ -29,7 +29,9 @@ bookkeeping. The contract (what is skipped, lr = 0, ``momentum``, dtypes, state 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,7 +50,13 @@ __all__ = ["Partitioned", "NonFiniteGradientError", "METHODS", "posterior_tau", 
 METHODS = ("sgld", "baoab", "overdamped", "adl")
 _FRICTION = ("baoab", "overdamped")  # methods whose friction γ is the group's "momentum"
 _MOMENTUM_METHODS = ("baoab", "overdamped", "adl")
-NOISE_BACKENDS = ("eager", "philox")
+NOISE_BACKENDS = ("auto", "eager", "philox")
+AUTO_PHILOX_MIN = 1 << 20
+"""``noise="auto"`` gives a group counter-based noise from this many elements on (and always for
+sharded parameters), eager ``normal_`` below. From about a million parameters the compiled
+Philox step is at least as fast as eager noise (``benchmarks/step.py``); below it, a compiled
+call's fixed cost and the first step's compile time are not worth it. Without a compiler
+(``HEATBATH_COMPILE=0``) "auto" is eager except for sharded parameters."""
 #: hyperparameters a group added later inherits from the optimizer's template group
 _INHERITED = ("method", "gamma", "tau", "sigma", "sigma_A", "epsilon", "xi0", "xi_per",
               "epsilon_scale", "noise", "replicas")
@@ -115,12 +123,12 @@ def _reconcile(group: dict[str, Any], seen: tuple[Any, ...]) -> tuple[Any, ...]:
         if m is not _MISSING and m != seen[2]:  # momentum written: it sets gamma
             m = check_real("momentum", m, low=0.0, high=1.0)
             if h > 0:
-                new_gamma = _gamma_of(m, h)
-                if gamma != seen[3] and not math.isclose(_momentum_of(_check_gamma(gamma), h),
-                                                         m, rel_tol=1e-9, abs_tol=1e-15):
+                if gamma == seen[3]:
+                    gamma = _gamma_of(m, h)
+                elif not math.isclose(_momentum_of(_check_gamma(gamma), h), m, rel_tol=1e-9,
+                                      abs_tol=1e-15):  # both written: they must agree
                     raise ValueError(f"momentum ({m!r}) and gamma ({gamma!r}) were both set and "
                                      f"disagree (momentum = exp(-gamma * h), h = {h!r}); set one")
-                gamma = new_gamma
             dict.__setitem__(group, "momentum", m)
             dict.__setitem__(group, "gamma", gamma)
         else:
@@ -147,8 +155,10 @@ class _Group(dict):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._seen: tuple[Any, ...] = (_MISSING,) * 4
-        self._seen = _reconcile(self, self._seen)
+        # a new group is already consistent (validated, or as saved): the given gamma is kept
+        # exactly, not recomputed from momentum
+        self._seen: tuple[Any, ...] = (self["h"], self["lr"], self.get("momentum", _MISSING),
+                                       self.get("gamma", _MISSING))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, value)
@@ -310,20 +320,68 @@ def _fusable(*ts: Tensor) -> bool:
     return all(t.is_contiguous() and t.dtype == dt for t in ts)
 
 
+def _noise_kind(group: dict[str, Any], sharded: bool) -> str:
+    """The backend a group uses this step: ``noise="auto"`` resolved (see
+    ``AUTO_PHILOX_MIN``); eager noise on sharded parameters is refused."""
+    kind = group["noise"]
+    if kind == "auto":
+        if sharded:
+            return "philox"
+        if os.environ.get("HEATBATH_COMPILE", "1") == "0":
+            return "eager"
+        n = sum(local_view(p).numel() for p in group["params"])
+        return "philox" if n >= AUTO_PHILOX_MIN else "eager"
+    if kind == "eager" and sharded:
+        raise ValueError("noise='eager' cannot give a sharded (DTensor) parameter the noise of "
+                         "the unsharded run; use noise='philox' or 'auto'")
+    return kind
+
+
+def _philox_plan(noise: NoiseSource, tensors: list[Tensor], idx: list[int],
+                 replicas: int | None = None, foreach: bool = True) -> Any:
+    """The group's fused Philox plan (``_philox.ListNoise``) for tensors ``idx`` of the step's
+    lists, cached on the optimizer and rebuilt when the set of tensors changes."""
+    from . import _philox as ph
+
+    plans = noise.opt.__dict__.setdefault("_philox_plans", {})
+    ts = [tensors[i] for i in idx]
+    keys = [noise.keys[i] for i in idx]
+    offs = [noise.offsets[i] for i in idx]
+    sig = (tuple(keys), tuple(offs), tuple(t.shape for t in ts), ts[0].dtype, ts[0].device,
+           replicas, foreach)
+    got = plans.get(noise.index)
+    if got is None or got[0] != sig:
+        plan = ph.ListNoise([t.shape for t in ts], keys, offs, ts[0].dtype, ts[0].device,
+                            replicas=replicas, compiled=None if foreach else False,
+                            small_tensor=None if foreach else 0)
+        got = plans[noise.index] = (sig, plan)
+    return got[1]
+
+
+def _prepared(plan: Any, grads: list[Tensor], step: int) -> Any:
+    """``plan`` with this step's noise generated (``Partitioned._check_finite`` usually did it,
+    fused with the finiteness check)."""
+    if plan.prepared_step != step:
+        plan.prepare(grads, step)
+    return plan
+
+
+def _same_kick(kicks: list[float]) -> bool:
+    return all(k == kicks[0] for k in kicks)
+
+
 def _sgld_lists(params: list[Tensor], grads: list[Tensor], *, h: float, std: float,
                 noise: NoiseSource, foreach: bool) -> None:
     r"""SGLD on tensor lists: :math:`\theta \leftarrow \theta - h g + \sigma\sqrt h R`
     (``std`` = :math:`\sigma\sqrt h`)."""
     rest = list(range(len(params)))
     if std > 0 and foreach and noise.kind == "philox":
-        step_fn = _philox("sgld_philox_step")
-        rest = []
-        for k, (t, g) in enumerate(zip(params, grads)):
-            if _fusable(t, g):
-                step_fn(t.view(-1), g.view(-1), h, std, noise.keys[k], noise.step,
-                        noise.offsets[k])
-            else:
-                rest.append(k)
+        fused = [k for k, (t, g) in enumerate(zip(params, grads)) if _fusable(t, g)]
+        rest = [k for k in rest if k not in set(fused)]
+        if fused:
+            fg = [grads[k] for k in fused]
+            plan = _prepared(_philox_plan(noise, params, fused), fg, noise.step)
+            plan.sgld([params[k] for k in fused], fg, h, std)
         if not rest:
             return
         params, grads = [params[i] for i in rest], [grads[i] for i in rest]
@@ -343,14 +401,17 @@ def _langevin_lists(params: list[Tensor], grads: list[Tensor], moms: list[Tensor
     :math:`p \leftarrow c p + d R`, :math:`\theta \leftarrow \theta + \tfrac h2 p`, with each
     tensor's merged kick :math:`\kappa` in ``kicks``."""
     if d > 0 and foreach and noise.kind == "philox":
-        step_fn = _philox("baoab_philox_step")
-        rest = []
-        for k, (t, g, p) in enumerate(zip(params, grads, moms)):
-            if _fusable(t, g, p):
-                step_fn(t.view(-1), p.view(-1), g.view(-1), -kicks[k], half_h, c, d,
-                        noise.keys[k], noise.step, noise.offsets[k])
-            else:
-                rest.append(k)
+        fused = [k for k, (t, g, p) in enumerate(zip(params, grads, moms)) if _fusable(t, g, p)]
+        rest = [k for k in range(len(params)) if k not in set(fused)]
+        if fused:
+            fg, fm = [grads[k] for k in fused], [moms[k] for k in fused]
+            fk = [kicks[k] for k in fused]
+            kick = -fk[0]
+            if not _same_kick(fk):  # per-tensor kicks first; then p + 0*g == p exactly
+                _kick(fm, fg, fk, foreach)
+                kick = 0.0
+            plan = _prepared(_philox_plan(noise, params, fused), fg, noise.step)
+            plan.baoab([params[k] for k in fused], fm, fg, kick, half_h, c, d)
         if not rest:
             return
         params, grads, moms = ([x[i] for i in rest] for x in (params, grads, moms))
@@ -385,7 +446,17 @@ def _adl_lists(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], xi
     thermostat segment ``seg[k]``. E is :math:`\xi \leftarrow \xi + a\,p^\top p - b` with the
     per-segment constants ``e_a`` = hε and ``e_b`` = hεnτ. ``reduce`` turns each tensor's
     local :math:`p^\top p` into the global one (sharded parameters).
+
+    With philox noise (contiguous tensors) the step runs through ``_philox.ListNoise``: the
+    two D half-steps add one draw :math:`\sigma_A\sqrt h R` and E sees the exactly distributed
+    kinetic energy of ``_philox.adl_kinetic_draw``, so a step costs N normals, not 2N.
     """
+    if (std > 0 and noise.kind == "philox"
+            and all(_fusable(t, g, p) for t, g, p in zip(params, grads, moms))):
+        _adl_philox(params, grads, moms, xi, seg=seg, kicks=kicks, half_h=half_h, e_a=e_a,
+                    e_b=e_b, std=std, noise=noise, replicas=replicas, foreach=foreach,
+                    reduce=reduce)
+        return
     _kick(moms, grads, kicks, foreach)
     noises = noise.normal(moms, std, draws=2) if std > 0 else None
     S.A(params, moms, half_h, foreach)
@@ -406,6 +477,50 @@ def _adl_lists(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], xi
         S.D(moms, noises[1], foreach)
     S.C(moms, _friction_factors(xi, half_h, seg, moms, replicas), foreach)
     S.A(params, moms, half_h, foreach)
+
+
+def _adl_philox(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], xi: Tensor, *,
+                seg: list[int], kicks: list[float], half_h: float, e_a: Tensor, e_b: Tensor,
+                std: float, noise: NoiseSource, replicas: int | None, foreach: bool,
+                reduce: Callable[[list[Tensor]], list[Tensor]] | None) -> None:
+    """:func:`_adl_lists` with counter-based noise, N normals per step (see there)."""
+    from ._philox import adl_kinetic_draw
+
+    idx = list(range(len(params)))
+    plan = _prepared(_philox_plan(noise, params, idx, replicas, foreach), grads, noise.step)
+    kick = -kicks[0]
+    if not _same_kick(kicks):
+        _kick(moms, grads, kicks, foreach)
+        kick = 0.0
+    R = replicas or 1
+    xi2 = xi.reshape(R, -1)
+
+    def factors() -> list[Tensor]:
+        f = torch.exp(xi2 * -half_h)
+        return [f[:, s].reshape(R, 1) for s in seg]
+
+    h = 2.0 * half_h
+    sigma_a = std / math.sqrt(half_h)
+    kin = plan.adl_first(params, moms, grads, kick, half_h, factors(), sigma_a, h)
+    if reduce is not None:
+        kin = reduce(kin)
+    nseg = xi2.shape[1]
+    a2 = [[0.0] * nseg for _ in range(R)]
+    n_seg = [0] * nseg
+    key_seg: list[int | None] = [None] * nseg
+    rows = torch.stack([k.reshape(R).to(torch.float64) for k in kin], 1).tolist()
+    for k, s in enumerate(seg):
+        n_seg[s] += noise.numels[k] // R
+        if key_seg[s] is None:
+            key_seg[s] = noise.keys[k]
+        for r in range(R):
+            a2[r][s] += rows[r][k]
+    cz = 0.5 * sigma_a * math.sqrt(h)
+    draws = [[adl_kinetic_draw(int(key_seg[s] or 0), noise.step, r, n_seg[s], a2[r][s], cz)
+              for s in range(nseg)] for r in range(R)]
+    kin_t = torch.tensor(draws, dtype=xi.dtype, device=xi.device).reshape(xi.shape)
+    xi.addcmul_(e_a, kin_t).sub_(e_b)
+    plan.adl_second(params, moms, half_h, factors())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,11 +569,16 @@ class Partitioned(HeatbathOptimizer):
             (ε/n, the SGNHT normalisation, for large layers).
         replicas: if given, the leading dimension of every parameter indexes ``replicas``
             independent runs (ensembles); ξ and diagnostics are then per replica.
-        noise: noise backend. ``"eager"`` (default): one ``normal_`` per group and step from
-            the group's ``torch.Generator``. ``"philox"``: counter-based Philox4x32-10 noise
-            keyed by (seed, parameter name, step) and the element's global index, so a sharded
-            run draws the numbers of the unsharded one; fused with the update where a
-            compiled kernel is available (``heatbath.optim._philox``).
+        noise: noise backend. ``"auto"`` (default): ``"philox"`` for groups of at least
+            ``AUTO_PHILOX_MIN`` (2**20) elements and for sharded (DTensor) parameters,
+            ``"eager"`` otherwise. ``"eager"``: one ``normal_`` per group and step from the
+            group's ``torch.Generator``. ``"philox"``: counter-based Philox4x32-10 noise keyed
+            by (seed, parameter name, step) and the element's global index, so a sharded run
+            draws the numbers of the unsharded one; generated inside compiled kernels that
+            also check the gradients and apply the whole update (``heatbath.optim._philox``).
+            Adaptive Langevin with philox noise draws N normals per step, not 2N (see
+            ``adl_kinetic_draw`` there). Eager noise cannot follow shards: it raises for
+            DTensor parameters.
         seed: seed of the noise; ``None`` draws one from torch's global generator (rank 0's
             under ``torch.distributed``), so ``torch.manual_seed`` makes runs reproducible.
         generator: a ``torch.Generator`` that all groups draw from in group order
@@ -483,7 +603,7 @@ class Partitioned(HeatbathOptimizer):
         xi_per: str = "tensor",
         epsilon_scale: str = "total",
         replicas: int | None = None,
-        noise: str = "eager",
+        noise: str = "auto",
         seed: int | None = None,
         generator: torch.Generator | None = None,
         check_finite: bool = True,
@@ -551,7 +671,8 @@ class Partitioned(HeatbathOptimizer):
     # -- the step ----------------------------------------------------------------------------
     def _noise_source(self, w: GroupWork) -> NoiseSource:
         group = w.group
-        if group["noise"] == "eager":
+        kind = _noise_kind(group, w.sharded)
+        if kind == "eager":
             return NoiseSource("eager", self, w.index, self.step_count, [], [], [])
         keys = self._pkeys.get(w.index)
         if keys is None:
@@ -600,6 +721,50 @@ class Partitioned(HeatbathOptimizer):
             mark = (id(self), self.step_count)
             for p in w.params:  # tag the gradients this step used (see diagnostics)
                 p.grad._heatbath_used = (mark, p.grad._version)
+
+    def _check_finite(self, work: list[GroupWork], *extra: Tensor) -> None:
+        """The base check, except that groups with fused counter-based noise generate this
+        step's noise and check their gradients in the same compiled pass (no extra pass over
+        the gradients); only a flagged step looks closer (and raises naming the tensors)."""
+        fused_checks: list[Tensor] = []
+        rest: list[GroupWork] = []
+        for w in work:
+            idx = self._fused_philox(w)
+            if not idx:
+                rest.append(w)
+                continue
+            noise = self._noise_source(w)
+            replicas = w.group["replicas"] if w.group["method"] == "adl" else None
+            plan = _philox_plan(noise, w.local, idx, replicas, self.foreach)
+            grads = [w.grads[k] for k in idx]
+            fused_checks.append(plan.prepare(grads, self.step_count))
+            left = [k for k in range(len(w.grads)) if k not in set(idx)]
+            if left:
+                rest.append(dataclasses.replace(
+                    w, grads=[w.grads[k] for k in left],
+                    positions=[w.positions[k] for k in left]))
+        if fused_checks and not math.isfinite(float(torch.stack(fused_checks).sum())):
+            rest = work  # a NaN/inf (or an overflowing norm): the base check names the tensors
+        super()._check_finite(rest, *extra)
+
+    def _fused_philox(self, w: GroupWork) -> list[int]:
+        """Indices of ``w``'s tensors whose step will run through a fused Philox plan."""
+        group = w.group
+        if _noise_kind(group, w.sharded) != "philox":
+            return []
+        h, method = group["h"], group["method"]
+        if method == "sgld":
+            noisy = group["sigma"] > 0 and h > 0
+        elif method == "adl":
+            noisy = group["sigma_A"] > 0 and h > 0
+        else:
+            noisy = S.ou_coefficients(group["gamma"], group["tau"], h)[1] > 0
+        if not noisy:
+            return []
+        idx = [k for k, (t, g) in enumerate(zip(w.local, w.grads)) if _fusable(t, g)]
+        if method == "adl":
+            return idx if len(idx) == len(w.local) else []
+        return idx if self.foreach else []
 
     def _xi(self, index: int, group: dict[str, Any]) -> Tensor:
         """The group's thermostat variables ``[S]`` (``[R, S]`` with replicas), made at the
