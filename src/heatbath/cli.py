@@ -101,9 +101,10 @@ def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str,
                         "(default: steps/100)")
     g.add_argument("--threads", type=int,
                    help="torch threads per process (default: 1 for small models)")
-    g.add_argument("--workers", type=int, metavar="W",
-                   help="train W methods at once in separate processes; 0: one per CPU core "
-                        "(default 1)")
+    g.add_argument("--workers", "--jobs", "-j", dest="workers", type=int, metavar="W",
+                   help="local executor: train W methods at once in separate processes; 0: one "
+                        "per CPU core (default 1)")
+    _add_executor_choice(g)
     d = p.add_argument_group("data and model")
     d.add_argument("--data", metavar="NAME", help="spirals | trig | mnist (default: spirals)")
     d.add_argument("--n-train", type=int, metavar="N",
@@ -140,6 +141,14 @@ def _add_run_folder_options(g: Any) -> None:
     g.add_argument("--restart-from-scratch", action="store_true",
                    help="discard the run's checkpoints and outputs and train from step 0 "
                         "(after a corrupt checkpoint)")
+
+
+def _add_executor_choice(g: Any) -> None:
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the methods train: local processes (default) or a Ray cluster "
+                        "(pip install 'heatbath[ray]'; see docs/cluster.md)")
+    g.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster address (default: start a local Ray instance)")
 
 
 _FLAG_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -324,9 +333,10 @@ def _setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, metavar="N", help="runs per method (default 20)")
     p.add_argument("--steps", type=int, help="steps per run (default 10000)")
     p.add_argument("--threads", type=int, help="torch threads per process (default 1)")
-    p.add_argument("--workers", type=int, metavar="W",
+    p.add_argument("--workers", "--jobs", "-j", dest="workers", type=int, metavar="W",
                    help="methods trained at once, in separate processes (default 0: one per "
                         "CPU core)")
+    _add_executor_choice(p)
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo")
@@ -348,13 +358,23 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_config(cfg: dict[str, Any], args: argparse.Namespace, *, title: str) -> int:
     from heatbath.engine.experiment import run_experiment  # engine and matplotlib load lazily
 
+    executor = None
+    if args.executor != "local" or args.address is not None:
+        from heatbath.engine.executors import make_executor
+
+        executor = make_executor(args.executor, address=args.address,
+                                 threads=getattr(args, "threads", None) or 1)
     result = run_experiment(cfg, quiet=args.quiet, resume=args.resume, force=args.force,
-                            restart=args.restart_from_scratch)
+                            restart=args.restart_from_scratch, executor=executor)
     if not args.quiet:
         print(result.summary_markdown, end="")
         print(f"\n{title}: {result.wall_s:.1f} s; outputs in {result.out_dir}/")
         for path in result.files:
             print(f"  {path}")
+    if result.missing:
+        print(f"heatbath {title}: method(s) {', '.join(result.missing)} did not finish; "
+              f"rerun with --resume", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -376,6 +396,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         description="The paper's spiral comparison (Fig. 8 hyperparameters): six methods, 20 "
                     "seeds each, 20-node SHLP, 500 train / 1000 test points, 5 % subsampling, "
                     "10K steps. Prints the table and where the plots are."),
+    Subcommand("sweep", "a grid of settings × seeds from a config (summary table, heat map)",
+               target="heatbath.engine.sweep"),
     Subcommand("reproduce", "reproduce the paper's figures (fig1 … fig16)",
                target="heatbath.papers.integrators.reproduce_cli"),
     Subcommand("ctld", "CTLD paper experiments: sda, charrnn, sensitivity (Figs. 2-4)",

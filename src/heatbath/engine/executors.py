@@ -25,7 +25,6 @@ import contextlib
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -38,6 +37,7 @@ from typing import Any
 
 from heatbath._validate import check_int
 
+from . import shutdown
 from .jobs import (
     CHECKPOINT_FILE,
     JOB_FILE,
@@ -152,14 +152,18 @@ class Executor(ABC):
     """Runs jobs and collects their results (see the module docstring).
 
     Args:
-        threads: torch threads per job.
+        threads: torch threads per job (``None``: torch's default).
         retries: attempts after a worker died, per job (>= 0).
+
+    A stop request (SIGTERM/SIGINT under :func:`heatbath.engine.shutdown.handle_signals`) ends
+    :meth:`run`: running jobs write their checkpoint and :class:`shutdown.Interrupted` is
+    raised; ``--resume`` continues them.
     """
 
     name = ""
 
-    def __init__(self, *, threads: int = 1, retries: int = 2) -> None:
-        self.threads = check_int("threads", threads, low=1)
+    def __init__(self, *, threads: int | None = 1, retries: int = 2) -> None:
+        self.threads = None if threads is None else check_int("threads", threads, low=1)
         self.retries = check_int("retries", retries, low=0)
 
     def run(self, jobs: Sequence[Job], root: str | os.PathLike[str], *, resume: bool = False,
@@ -193,7 +197,7 @@ class Executor(ABC):
                     on_result(job, done)
                 continue
             if not resume:
-                _clear(job.folder(root))
+                _clear(job, root)
             pending.append(job)
         pending.sort(key=lambda j: -j.cost)  # stable: equal costs keep their order
 
@@ -221,9 +225,10 @@ class Executor(ABC):
         """Run every job once it is its turn; call ``finished`` or ``failed`` for each."""
 
 
-def _clear(folder: Path) -> None:
+def _clear(job: Job, root: Path) -> None:
     for name in (RESULT_FILE, CHECKPOINT_FILE, JOB_FILE):
-        (folder / name).unlink(missing_ok=True)
+        (job.folder(root) / name).unlink(missing_ok=True)
+    job.checkpoint_path(root).unlink(missing_ok=True)
 
 
 def _why(exc: BaseException) -> str:
@@ -233,9 +238,12 @@ def _why(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- local
 
 
-def _worker_main(conn: Connection, root: str, threads: int) -> None:
-    """A local worker: run the jobs the driver sends, one at a time, until it sends None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+def _worker_main(conn: Connection, root: str, threads: int | None, parent: int) -> None:
+    """A local worker: run the jobs the driver sends, one at a time, until it sends None.
+
+    It dies with the driver; SIGTERM/SIGINT make its job write its checkpoint and stop.
+    """
+    shutdown.worker_init(parent)
     while True:
         try:
             item = conn.recv()
@@ -249,6 +257,10 @@ def _worker_main(conn: Connection, root: str, threads: int) -> None:
             execute(job, root, attempt=attempt, threads=threads,
                     report=lambda s, t, n=job.name: conn.send(("progress", n, s, t)))
             conn.send(("done", job.name))
+        except shutdown.Interrupted:
+            with contextlib.suppress(OSError):
+                conn.send(("interrupted", job.name))
+            return
         except Exception as exc:
             conn.send(("error", job.name, _why(exc), traceback.format_exc(limit=20)))
 
@@ -308,8 +320,8 @@ class LocalExecutor(Executor):
 
         def start_worker() -> _Worker:
             mine, theirs = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_worker_main, args=(theirs, str(root), self.threads),
-                               daemon=True)
+            proc = ctx.Process(target=_worker_main,
+                               args=(theirs, str(root), self.threads, os.getpid()), daemon=True)
             proc.start()
             theirs.close()
             return _Worker(proc, mine)
@@ -334,6 +346,8 @@ class LocalExecutor(Executor):
         try:
             workers = [start_worker() for _ in range(min(self.jobs, len(queue)))]
             while queue or any(w.job is not None for w in workers):
+                if shutdown.requested():
+                    raise shutdown.Interrupted(shutdown.requested())
                 for i, w in enumerate(workers):
                     if w.job is None and queue:
                         if w.proc.exitcode is not None or w.conn.closed:
@@ -357,24 +371,17 @@ class LocalExecutor(Executor):
                         lost(w, f"exit code {w.proc.exitcode}" if w.proc.exitcode is not None
                              else _why(exc))
                         continue
-                    self._handle(w, msg, root, emit, finished, failed)
+                    if self._handle(w, msg, root, emit, finished, failed):
+                        w.proc.join(timeout=STOP_GRACE_S)
+                        lost(w, "the worker was stopped by a signal")
         finally:
-            for w in workers:
-                with contextlib.suppress(OSError):
-                    if not w.conn.closed:
-                        w.conn.send(None)
-            for w in workers:
-                w.proc.join(timeout=2 if w.job is None else 0)
-                if w.proc.is_alive():
-                    w.proc.kill()
-                    w.proc.join()
-                with contextlib.suppress(OSError):
-                    w.conn.close()
+            _stop_workers(workers)
 
     @staticmethod
     def _handle(w: _Worker, msg: tuple[Any, ...], root: Path, emit: ProgressFn,
                 finished: Callable[[Job, JobResult], None],
-                failed: Callable[[Job, str], None]) -> None:
+                failed: Callable[[Job, str], None]) -> bool:
+        """Handle a worker's message; True when the worker stopped on a signal of its own."""
         kind, name = msg[0], msg[1]
         job = w.job
         assert job is not None and name == job.name
@@ -393,6 +400,35 @@ class LocalExecutor(Executor):
         elif kind == "error":
             w.job = None
             failed(job, msg[2])
+        elif kind == "interrupted":  # the worker was asked to stop; its checkpoint is written
+            if shutdown.requested():
+                raise shutdown.Interrupted(shutdown.requested())
+            return True
+        return False
+
+
+#: seconds busy workers get to write their checkpoints after a stop, before they are killed
+STOP_GRACE_S = 30.0
+
+
+def _stop_workers(workers: Sequence[_Worker]) -> None:
+    """Idle workers get None (they exit); busy ones SIGTERM (their job writes its checkpoint at
+    the next step boundary) and up to :data:`STOP_GRACE_S`; then whatever lives is killed."""
+    for w in workers:
+        with contextlib.suppress(OSError):
+            if w.job is None and not w.conn.closed:
+                w.conn.send(None)
+            elif w.job is not None and w.proc.exitcode is None:
+                w.proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for w in workers:
+        w.proc.join(timeout=max(0.0, min(deadline - time.monotonic(),
+                                         2.0 if w.job is None else STOP_GRACE_S)))
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join()
+        with contextlib.suppress(OSError):
+            w.conn.close()
 
 
 # --------------------------------------------------------------------------- Ray
@@ -412,7 +448,7 @@ class _Sink:
         return out
 
 
-def _ray_task(job: Job, root: str, attempt: int, threads: int, sink: Any) -> bytes:
+def _ray_task(job: Job, root: str, attempt: int, threads: int | None, sink: Any) -> bytes:
     """A Ray task: announce the attempt, execute the job, return the result file's bytes."""
     sink.put.remote(("start", job.name, attempt, os.getpid()))
     return execute(job, root, attempt=attempt, threads=threads,
@@ -444,7 +480,7 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, threads: int = 1, retries: int = 2,
+    def __init__(self, address: str | None = None, *, threads: int | None = 1, retries: int = 2,
                  num_cpus: int | None = None) -> None:
         super().__init__(threads=threads, retries=retries)
         self.address = address
@@ -486,6 +522,8 @@ class RayExecutor(Executor):
             submit(job, 1)
         try:
             while inflight:
+                if shutdown.requested():
+                    raise shutdown.Interrupted(shutdown.requested())
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
                 drain()
                 for ref in ready:
@@ -517,7 +555,7 @@ class RayExecutor(Executor):
 
 
 def make_executor(name: str = "local", *, jobs: int = 1, address: str | None = None,
-                  threads: int = 1, retries: int = 2) -> Executor:
+                  threads: int | None = 1, retries: int = 2) -> Executor:
     """The executor of the command-line options ``--executor``, ``--jobs``, ``--address``."""
     if name not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")

@@ -19,17 +19,12 @@ is locked), and on ``resume`` every checkpoint is verified (:mod:`heatbath.engin
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
-import multiprocessing
 import os
-import queue as _queue
-import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +41,8 @@ from heatbath.engine.config import (
     model_params,
     resolve,
 )
+from heatbath.engine.executors import Executor, JobEvent, LocalExecutor
+from heatbath.engine.jobs import Job, JobResult, classifier_job
 from heatbath.engine.runfolder import RUN_FILES, RunFolder, open_run
 from heatbath.output.io import write_csv, write_toml
 from heatbath.output.summary import (
@@ -95,6 +92,7 @@ class RunOutput:
     rows: list[dict[str, Any]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     method_wall_s: dict[str, float] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -259,114 +257,16 @@ def _final_acc(rows: Sequence[Mapping[str, Any]], method: str, seed: int | None)
 OUTPUT_FILES = RUN_FILES
 
 
-@dataclass
-class _Job:
-    """Everything needed to train one method (picklable, for worker processes)."""
-
-    label: str
-    data: Any
-    model: Any
-    optim: Any
-    kwargs: dict[str, Any]
-
-
-ProgressCallback = Callable[[str, int, float], None]
-
-
-def _run_job(job: _Job, report: ProgressCallback) -> tuple[str, Any, float]:
-    """Train one method over all seeds; ``report(label, step, mean test accuracy)``."""
-    from heatbath.engine import train
-
-    def progress(step: int, total: int, new_rows: list[dict[str, Any]]) -> None:
-        acc = [r["accuracy"] for r in new_rows if r["split"] == "test"]
-        report(job.label, step, float(np.mean(acc)) if acc else math.nan)
-
-    t0 = time.perf_counter()
-    result = train(job.data, job.model, job.optim, progress=progress, **job.kwargs)
-    return job.label, result, time.perf_counter() - t0
-
-
-_WORKER_QUEUE: Any = None
-
-
-def _worker_init(queue: Any, parent_pid: int) -> None:
-    global _WORKER_QUEUE
-    shutdown.worker_init(parent_pid)  # dies with the parent; SIGTERM/SIGINT flush and stop
-    queue.cancel_join_thread()  # never block at exit on a pipe nobody reads
-    _WORKER_QUEUE = queue
-
-
-def _worker_job(job: _Job) -> tuple[str, Any, float]:
-    return _run_job(job, lambda label, step, acc: _WORKER_QUEUE.put((label, step, acc)))
-
-
-def _run_parallel(jobs: Sequence[_Job], workers: int, on_progress: ProgressCallback,
-                  on_done: Callable[[str, Any, float], None]) -> None:
-    """Train the methods in ``workers`` processes (spawned: safe with torch's thread pools).
-
-    Each method's training is exactly what it is in one process (same seeds, same generators),
-    so the outputs do not depend on ``workers``.
-    """
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-
-    def drain() -> None:
-        while True:
-            try:
-                on_progress(*queue.get_nowait())
-            except _queue.Empty:
-                return
-
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(queue, os.getpid()))
-    pending: set[Any] = set()
-    clean = False
-    try:
-        pending = {pool.submit(_worker_job, job) for job in jobs}
-        while pending:
-            if shutdown.requested():
-                raise shutdown.Interrupted(shutdown.requested())
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            drain()
-            for fut in finished:
-                on_done(*fut.result())
-        clean = True
-    finally:
-        if clean:
-            pool.shutdown(wait=True)
-        else:
-            _stop_pool(pool, pending)
-
-
-#: seconds the workers get to write their checkpoints after a stop, before they are killed
-STOP_GRACE_S = 30.0
-
-
-def _stop_pool(pool: ProcessPoolExecutor, pending: set[Any]) -> None:
-    """Stop every worker: SIGTERM (each writes its checkpoint at the next step boundary and
-    ends its job), wait up to :data:`STOP_GRACE_S` for the running jobs, then SIGKILL."""
-    procs = list(getattr(pool, "_processes", {}).values())
-    for fut in pending:
-        fut.cancel()
-    for p in procs:
-        with contextlib.suppress(OSError):
-            os.kill(p.pid, signal.SIGTERM)
-    wait([f for f in pending if not f.cancelled()], timeout=STOP_GRACE_S)
-    for p in procs:
-        with contextlib.suppress(OSError, ValueError):
-            p.kill()
-    for p in procs:
-        with contextlib.suppress(OSError, ValueError, AssertionError):
-            p.join(timeout=5)
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
 def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool = False,
-                   force: bool = False, restart: bool = False) -> RunOutput:
+                   force: bool = False, restart: bool = False,
+                   executor: Executor | None = None) -> RunOutput:
     """Check ``cfg``, train every method over all seeds, write all outputs; see module doc.
 
-    ``workers`` (config) > 1 trains that many methods at a time in worker processes; 0 means
-    one per CPU core (at most one per method).
+    Each method is one job (:mod:`heatbath.engine.jobs`, folder ``jobs/<label>/``, checkpoint
+    ``checkpoints/<label>.pt``) run by ``executor`` (default: a
+    :class:`heatbath.engine.executors.LocalExecutor` with ``workers`` (config) processes, 0
+    meaning one per CPU core, at most one per method; 1: in this process). A method whose job
+    did not finish is left out of the outputs and named in ``RunOutput.missing`` and the notes.
 
     The run folder is claimed first (:func:`heatbath.engine.runfolder.open_run`: ownership,
     lock, on resume the checkpoints' SHA-256), and only then written. ``force`` lets a fresh
@@ -380,11 +280,12 @@ def run_experiment(cfg: Mapping[str, Any], *, quiet: bool = False, resume: bool 
     resume = resume and not restart
     with shutdown.handle_signals(), open_run(prep.config, prep.config["methods"],
                                              resume=resume, force=force) as folder:
-        return _run_in_folder(prep, folder, quiet=quiet, resume=resume, t_start=t_start)
+        return _run_in_folder(prep, folder, quiet=quiet, resume=resume, t_start=t_start,
+                              executor=executor)
 
 
 def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bool,
-                   t_start: float) -> RunOutput:
+                   t_start: float, executor: Executor | None) -> RunOutput:
     c = prep.config
     out_dir = folder.path
     files = [write_toml(out_dir / "config.toml", c)]
@@ -399,49 +300,57 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
     ckpt_every = c.get("checkpoint_every") or max(1, steps // 10)
 
     labels = list(c["methods"])
-    jobs = [_Job(label, prep.data, prep.models[label], prep.optims[label], dict(
-        steps=steps, subsample=c["subsample"], seeds=c["seeds"], eval_every=c["eval_every"],
-        snapshot_steps=snapshot_steps, checkpoint=folder.checkpoint_path(label),
-        checkpoint_every=ckpt_every, resume=resume, num_threads=c.get("threads")))
+    jobs = [classifier_job(
+        f"jobs/{label}", data=c["data"], model=prep.models[label].to_dict(),
+        method=prep.optims[label].method, hparams=prep.optims[label].hparams, label=label,
+        seeds=c["seeds"], steps=steps, subsample=c["subsample"], eval_every=c["eval_every"],
+        snapshot_steps=snapshot_steps, checkpoint_every=ckpt_every,
+        checkpoint=folder.checkpoint_path(label).relative_to(out_dir).as_posix())
         for label in labels]
-    workers = c.get("workers", 1) or min(len(labels), os.cpu_count() or 1)
-    workers = min(workers, len(labels))
+    if executor is None:
+        workers = c.get("workers", 1) or min(len(labels), os.cpu_count() or 1)
+        executor = LocalExecutor(min(workers, len(labels)), threads=c.get("threads"))
+    parallel = not isinstance(executor, LocalExecutor) or executor.processes
     bar = _progress_bar(steps * len(labels), quiet)
     results: dict[str, Any] = {}
     method_wall: dict[str, float] = {}
     done: dict[str, int] = dict.fromkeys(labels, 0)
 
-    def on_progress(label: str, step: int, acc: float) -> None:
+    def on_event(ev: JobEvent) -> None:
         if bar is None:
             return
-        bar.update(step - done[label])
-        done[label] = step
-        bar.set_description(label if workers == 1 else f"{len(results)}/{len(labels)} methods")
-        if workers == 1 and math.isfinite(acc):
-            bar.set_postfix_str(f"test acc {100 * acc:.1f} %")
+        label = ev.job.split("/", 1)[1]
+        step = ev.step if ev.kind == "progress" else steps if ev.kind in ("done", "reused",
+                                                                           "failed") else None
+        if step is not None:
+            bar.update(step - done[label])
+            done[label] = step
+        bar.set_description(f"{len(results)}/{len(labels)} methods" if parallel else label)
 
-    def on_done(label: str, result: Any, wall: float) -> None:
-        on_progress(label, steps, math.nan)
-        results[label] = result
-        method_wall[label] = wall
+    def on_result(job: Job, res: JobResult) -> None:
+        label = job.name.split("/", 1)[1]
+        results[label] = res.value
+        method_wall[label] = res.wall_s
         finished = [lb for lb in labels if lb in results]  # config order, whatever finished first
         write_csv(out_dir / "metrics.csv", [r for lb in finished for r in results[lb].rows],
                   METRIC_COLUMNS)
 
     try:
-        if workers == 1:
-            for job in jobs:
-                on_done(*_run_job(job, on_progress))
-        else:
-            _run_parallel(jobs, workers, on_progress, on_done)
+        outcome = executor.run(jobs, out_dir, resume=resume, progress=on_event,
+                               on_result=on_result)
     finally:
         if bar is not None:
             bar.close()
+    missing = {name.split("/", 1)[1]: why for name, why in outcome.missing.items()}
+    labels = [lb for lb in labels if lb in results]
+    if not labels:
+        raise RuntimeError("no method finished: " + "; ".join(
+            f"{k}: {v}" for k, v in missing.items()))
     rows = [r for label in labels for r in results[label].rows]
     messages = [f"{label}: {m}" for label in labels for m in results[label].messages]
     files.append(out_dir / "metrics.csv")
 
-    hp = {label: format_hparams(method_hparams(t)) for label, t in c["methods"].items()}
+    hp = {label: format_hparams(method_hparams(c["methods"][label])) for label in labels}
     title = (f"{c['name']}: {_data_title(c, prep.data)}, {_model_title(c)}, "
              f"{_num(c['subsample'])} % minibatches, {steps:,} steps")
     notes = [f"{label} ({c['methods'][label]['method']}): {hp[label] or 'defaults'}"
@@ -452,6 +361,8 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
                  + ", ".join(f"{k} {v:.1f}" for k, v in method_wall.items()))
     if c.get("description"):
         notes.insert(0, " ".join(str(c["description"]).split()))
+    notes.extend(f"{label}: MISSING (its job did not finish: {why})"
+                 for label, why in missing.items())
     notes.extend(messages[:20])
     if len(messages) > 20:
         notes.append(f"... and {len(messages) - 20} more stopped runs")
@@ -463,7 +374,7 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
         files += _write_plots(out_dir, c, prep, results, rows, hp, title, is_2d, map_steps)
     return RunOutput(out_dir, files, summaries,
                      summary_markdown(summaries, title, notes[:1] if c.get("description") else ()),
-                     time.perf_counter() - t_start, rows, messages, method_wall)
+                     time.perf_counter() - t_start, rows, messages, method_wall, missing)
 
 
 def _write_plots(out_dir: Path, c: Mapping[str, Any], prep: Prepared, results: Mapping[str, Any],

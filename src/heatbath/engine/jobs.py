@@ -99,6 +99,10 @@ class Job:
         seeds: the runs of the block (one batched ensemble).
         task: ``"module:function"`` run on the worker (default: :func:`train_classifier`).
         cost: a scheduling hint (any unit, e.g. steps × runs × width); larger jobs start first.
+        checkpoint: where the task checkpoints, relative to the root (default:
+            ``<name>/checkpoint.pt``, deleted when the job has finished; a path given here is
+            kept, e.g. a ``compare`` run's ``checkpoints/<label>.pt``, which ``--resume``
+            verifies). Not part of :meth:`key`.
     """
 
     name: str
@@ -106,6 +110,7 @@ class Job:
     seeds: tuple[int, ...]
     task: str = DEFAULT_TASK
     cost: float = 0.0
+    checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name) or any(
@@ -131,6 +136,12 @@ class Job:
         """The job's folder below ``root``."""
         return Path(root) / self.name
 
+    def checkpoint_path(self, root: str | os.PathLike[str]) -> Path:
+        """Where the job's task checkpoints (see ``checkpoint``)."""
+        if self.checkpoint is None:
+            return self.folder(root) / CHECKPOINT_FILE
+        return Path(root) / self.checkpoint
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "setting": self.setting,
                 "seeds": list(self.seeds), "key": self.key()}
@@ -148,13 +159,13 @@ class JobContext:
         folder: the job's folder (created).
         checkpoint: where to checkpoint (``folder/checkpoint.pt``); resume when it exists.
         attempt: 1 for the first try, 2 after a worker died once, ...
-        threads: torch threads to use.
+        threads: torch threads to use (``None``: torch's default).
     """
 
     folder: Path
     checkpoint: Path
     attempt: int = 1
-    threads: int = 1
+    threads: int | None = 1
     report: ProgressReport | None = None
 
     def progress(self, step: int, total: int) -> None:
@@ -231,12 +242,13 @@ def store_result(job: Job, root: str | os.PathLike[str], data: bytes) -> JobResu
     path = job.folder(root) / RESULT_FILE
     if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
         write_bytes(path, data)
-    (job.folder(root) / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if job.checkpoint is None:
+        job.checkpoint_path(root).unlink(missing_ok=True)
     return res
 
 
-def execute(job: Job, root: str | os.PathLike[str], *, attempt: int = 1, threads: int = 1,
-            report: ProgressReport | None = None) -> bytes:
+def execute(job: Job, root: str | os.PathLike[str], *, attempt: int = 1,
+            threads: int | None = 1, report: ProgressReport | None = None) -> bytes:
     """Run ``job`` here (on a worker): its task in its folder; returns the result file's bytes.
 
     The result is written to ``<root>/<job.name>/result.pt`` (atomically) and returned, so the
@@ -249,17 +261,21 @@ def execute(job: Job, root: str | os.PathLike[str], *, attempt: int = 1, threads
         write_json(folder / JOB_FILE, job.to_dict())
     fn = _resolve_task(job.task)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    ckpt = job.checkpoint_path(root)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        value = fn(job, JobContext(folder, folder / CHECKPOINT_FILE, attempt, threads, report))
+        value = fn(job, JobContext(folder, ckpt, attempt, threads, report))
     finally:
         torch.set_num_threads(before)
     res = JobResult(job.name, job.key(), value, time.perf_counter() - t0,
                     time.process_time() - c0, attempt)
     data = result_bytes(res)
     write_bytes(folder / RESULT_FILE, data)
-    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if job.checkpoint is None:
+        ckpt.unlink(missing_ok=True)
     return data
 
 
@@ -298,11 +314,12 @@ def classifier_job(name: str, *, data: Mapping[str, Any], model: Mapping[str, An
                    seeds: Sequence[int], steps: int, subsample: float | None = 5.0,
                    batch_size: int | None = None, eval_every: int | None = None,
                    eval_steps: Sequence[int] | None = None,
-                   snapshot_steps: Sequence[int] = (), checkpoint_every: int | None = None
-                   ) -> Job:
+                   snapshot_steps: Sequence[int] = (), checkpoint_every: int | None = None,
+                   checkpoint: str | None = None) -> Job:
     """A :class:`Job` for :func:`train_classifier` (keyword arguments as in
     :func:`heatbath.engine.train`; ``data`` as for :func:`heatbath.data.make_dataset` with its
-    ``name``; ``model`` as :class:`heatbath.engine.ModelSpec`'s fields)."""
+    ``name``; ``model`` as :class:`heatbath.engine.ModelSpec`'s fields; ``checkpoint`` as
+    :class:`Job`'s)."""
     width = model.get("hidden", 20)
     widest = max(width) if isinstance(width, (list, tuple)) else int(width)
     setting = {
@@ -314,7 +331,8 @@ def classifier_job(name: str, *, data: Mapping[str, Any], model: Mapping[str, An
                   "snapshot_steps": sorted(set(snapshot_steps))},
         "checkpoint_every": checkpoint_every or max(1, steps // 10),
     }
-    return Job(name, setting, tuple(seeds), cost=float(steps) * len(seeds) * widest)
+    return Job(name, setting, tuple(seeds), cost=float(steps) * len(seeds) * widest,
+               checkpoint=checkpoint)
 
 
 def train_classifier(job: Job, ctx: JobContext) -> Any:
