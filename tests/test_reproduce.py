@@ -8,6 +8,7 @@ paper's numbers; ``test_all_quick`` (slow) runs every figure in ``--quick`` mode
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,13 +19,7 @@ import torch
 
 from heatbath import cli
 from heatbath.papers.integrators import FIGURES, figure_spec, parse_keys
-from heatbath.papers.integrators.common import (
-    Claim,
-    FigureSpec,
-    final_values,
-    verdict_mean,
-    verdict_single,
-)
+from heatbath.papers.integrators.common import FigureSpec, final_values
 from heatbath.papers.integrators.fig03 import barrier_height, interpolate_loss
 from heatbath.papers.integrators.fig06_08 import headline_claims
 
@@ -41,7 +36,7 @@ def test_parse_keys() -> None:
 def test_every_figure_has_a_spec_with_choices_and_quick_mode() -> None:
     for key in FIGURES:
         spec, mod = figure_spec(key)
-        assert spec.key == key and callable(mod.run)
+        assert spec.key == key and callable(mod.jobs) and callable(mod.report)
         assert spec.choices, f"{key}: the caption's gaps must be recorded"
         full, quick = spec.resolve(False), spec.resolve(True)
         # quick mode never trains longer or with more runs than the full figure
@@ -58,24 +53,6 @@ def test_resolve_caps_rescale_steps_and_cap_runs() -> None:
     assert cfg["steps"] == 100 and cfg["runs"] == 3
     assert cfg["snapshot_steps"] == [1, 50, 100]  # rescaled by 100/1000, at least step 1
     assert spec.resolve(False)["runs"] == 50  # the spec itself is unchanged
-
-
-def test_verdict_mean_band() -> None:
-    # 100 values with sd 0.1 -> SE = 0.01; band = 2*sqrt(2)*0.01 + 0.005 = 0.0333
-    rng = np.random.default_rng(0)
-    v = rng.normal(0.0, 1.0, 100)
-    v = 0.8 + 0.1 * (v - v.mean()) / v.std(ddof=1)
-    assert verdict_mean(0.8 + 0.030, v)[1] == "reproduced"
-    assert verdict_mean(0.8 - 0.036, v)[1] == "differs"
-
-
-def test_verdict_single_range() -> None:
-    ours = np.array([0.60, 0.70, 0.90])
-    assert verdict_single(0.905, ours)[1] == "reproduced"  # within the 0.5 pp rounding
-    assert verdict_single(0.95, ours)[1] == "differs"
-    assert "better than all of ours" in verdict_single(0.95, ours)[2]
-    with pytest.raises(ValueError, match="verdict"):
-        Claim("c", "p", "o", "maybe")
 
 
 def test_headline_claims_logic() -> None:
@@ -130,14 +107,21 @@ def test_fig4_and_fig8_end_to_end(tmp_path: Path) -> None:
 
 def test_fig3_line_ends_are_the_trained_minima(tmp_path: Path) -> None:
     """θ(0) and θ(1) are the two trained models: their losses equal the engine's evaluation."""
-    from heatbath.papers.integrators.common import Context, make_data, train_methods
+    from heatbath.engine.executors import LocalExecutor
+    from heatbath.papers.integrators.common import (
+        Context,
+        FigureResults,
+        make_data,
+        setting_jobs,
+    )
 
     spec, _ = figure_spec("fig3")
     c = spec.resolve(True)["spiral"]
     ctx = Context(out=tmp_path, verbose=False)
     data = make_data(c["data"], ctx)
-    res = train_methods(ctx, data, c["methods"], model=c["model"], steps=30, seeds=[3, 4],
-                        subsample=c["subsample"], eval_steps=[30])
+    jobs = setting_jobs(ctx, spec, c, steps=30, runs=5, eval_steps=[30])
+    jobs = [dataclasses.replace(j, seeds=(3, 4)) for j in jobs]
+    res = FigureResults(spec, jobs, LocalExecutor(1).run(jobs, tmp_path).results).methods()
     loss = interpolate_loss(res["adam"], res["adlala"], data.X_train, data.y_train, [0.0, 1.0])
     for i, m in enumerate(("adam", "adlala")):
         want = final_values(res[m].rows, m, "train", "loss")

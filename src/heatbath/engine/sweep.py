@@ -463,6 +463,7 @@ def run(args: Any) -> int:
     import time
 
     from heatbath._validate import check_int
+    from heatbath.engine import shutdown
     from heatbath.engine.config import apply_assignments, load_toml
     from heatbath.engine.executors import ConsoleProgress, executor_from_args
     from heatbath.output.io import write_toml
@@ -485,8 +486,9 @@ def run(args: Any) -> int:
     write_toml(out_dir / "config.toml", {**base, "grid": list(args.grid)})
     jobs = [j for s in sweeps for j in s.jobs()]
     t0 = time.perf_counter()
-    outcome = executor.run(jobs, out_dir / "jobs", resume=args.resume,
-                           progress=None if args.quiet else ConsoleProgress(jobs))
+    with shutdown.handle_signals():  # SIGTERM/SIGINT: jobs write checkpoints; --resume
+        outcome = executor.run(jobs, out_dir / "jobs", resume=args.resume,
+                               progress=None if args.quiet else ConsoleProgress(jobs))
     files = write_sweep(out_dir, sweeps, outcome.results, outcome.missing,
                         title=f"sweep {base['name']}", plots=not args.no_plots)
     if not args.quiet:

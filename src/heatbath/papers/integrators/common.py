@@ -6,16 +6,11 @@ and the overrides of ``--quick`` mode. Its module's ``run(cfg, ctx)`` trains wit
 (batched ensembles over seeds), writes PNGs and CSVs under ``runs/paper/figN/`` and returns a
 :class:`FigureOutput` holding the caption's claims next to our numbers (:class:`Claim`).
 
-Verdicts (:func:`verdict_mean`, :func:`verdict_single`, :func:`verdict_holds`):
-
-- a *mean over runs* the paper reports (Fig. 8: 100 runs) is "reproduced" when our mean over
-  n runs lies within 2·√2·SE + 0.5 pp of it (SE = our standard error; √2 because the paper's
-  mean carries a comparable error of its own; 0.5 pp for the paper's rounding), else "differs";
-- a number from *one run* (Figs. 4, 6, 7) is "reproduced" when it lies inside the range of our
-  runs (min … max, widened by 0.5 pp for rounding): one run of the paper is then an ordinary
-  draw of our run-to-run spread; else "differs";
-- a qualitative statement (an ordering, "no loss barrier", "best at τ = 1e-5") is "reproduced"
-  when the statement holds for our numbers, else "not reproduced".
+A figure module has two steps: ``jobs(spec, cfg, ctx)`` lists its training jobs
+(:func:`setting_jobs`, :func:`part_jobs`: one :class:`heatbath.engine.jobs.Job` per method, all
+runs as one batched ensemble), which an executor runs; ``report(spec, cfg, ctx, results)`` gets
+the finished results (:class:`FigureResults`) and writes the figure. The claims and verdict rules
+are :mod:`heatbath.output.claims`'.
 """
 
 from __future__ import annotations
@@ -31,41 +26,34 @@ from typing import Any
 import numpy as np
 
 from heatbath.data import Dataset, make_dataset
-from heatbath.engine import ModelSpec, OptimSpec, TrainResult, train
+from heatbath.engine import TrainResult
 from heatbath.engine.config import merge
 from heatbath.engine.experiment import format_hparams
+from heatbath.engine.jobs import Job, JobResult, classifier_job
+from heatbath.output.claims import Claim, mean_se, pct
 from heatbath.output.io import write_csv, write_toml
 
 __all__ = [
-    "Claim",
     "Context",
     "FigureOutput",
+    "FigureResults",
     "FigureSpec",
-    "VERDICTS",
     "begin_figure",
     "final_numbers_claim",
     "final_values",
     "finish_figure",
     "make_data",
-    "mean_se",
     "method_labels",
+    "part_jobs",
+    "part_steps",
+    "setting_jobs",
     "all_rows",
     "write_settings",
-    "optim_spec",
-    "pct",
     "sweep_stats",
     "tau_sweep",
-    "train_methods",
     "train_notes",
-    "train_part",
-    "train_setting",
-    "verdict_holds",
-    "verdict_mean",
-    "verdict_single",
     "write_rows",
 ]
-
-VERDICTS = ("reproduced", "differs", "not reproduced", "not tested")
 
 ROW_COLUMNS = ("method", "seed", "step", "split", "loss", "accuracy")
 
@@ -110,21 +98,6 @@ class FigureSpec:
                 if k == "runs" or k.endswith("_runs"):
                     cfg[k] = max(1, min(int(cfg[k]), runs))
         return cfg
-
-
-@dataclass
-class Claim:
-    """One statement of a caption, the paper's number, ours, and the verdict."""
-
-    claim: str
-    paper: str
-    ours: str
-    verdict: str
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
 
 @dataclass
@@ -198,82 +171,92 @@ def make_data(d: Mapping[str, Any], ctx: Context) -> Dataset:
     return make_dataset(name, n_train=n_train, n_test=n_test, seed=seed, **d)
 
 
-def optim_spec(label: str, m: Mapping[str, Any]) -> OptimSpec:
-    """An engine optimizer spec from a method setting ``{"method", "hparams", ...}``."""
-    return OptimSpec(m["method"], dict(m.get("hparams", {})), label=label)
+def _job_name(spec: FigureSpec, part: str, label: str) -> str:
+    return f"{spec.key}/jobs/{part}/{label}" if part else f"{spec.key}/jobs/{label}"
 
 
-def train_methods(
-    ctx: Context,
-    data: Dataset,
-    methods: Mapping[str, Mapping[str, Any]],
-    *,
-    model: Mapping[str, Any],
-    steps: int,
-    seeds: Sequence[int],
-    subsample: float | None = None,
-    batch_size: int | None = None,
-    eval_steps: Iterable[int] | None = None,
-    eval_every: int | None = None,
-    snapshot_steps: Iterable[int] = (),
-    what: str = "",
-) -> dict[str, TrainResult]:
-    """Train every method as one batched ensemble over ``seeds``; results by label.
-
-    A method setting may override the model's ``init`` (``{"init": "gaussian:0.01"}``).
-    """
-    out: dict[str, TrainResult] = {}
-    for label, m in methods.items():
-        mspec = ModelSpec(model.get("name", "shlp"), model["hidden"],
-                          init=m.get("init", model.get("init", "torch")))
-        t0 = time.perf_counter()
-        res = train(data, mspec, optim_spec(label, m), steps=steps, subsample=subsample or 5.0,
-                    batch_size=batch_size, seeds=list(seeds), eval_steps=eval_steps,
-                    eval_every=eval_every, snapshot_steps=snapshot_steps,
-                    num_threads=ctx.threads)
-        ctx.say(f"  {what}{label}: {len(seeds)} runs x {steps} steps in "
-                f"{time.perf_counter() - t0:.1f} s"
-                + (f" ({len(res.diverged)} stopped on a non-finite loss)" if res.diverged else ""))
-        out[label] = res
-    return out
-
-
-def train_setting(
+def setting_jobs(
     ctx: Context,
     spec: FigureSpec,
     setting: Mapping[str, Any],
-    data: Dataset,
     *,
     steps: int,
     runs: int,
     methods: Mapping[str, Mapping[str, Any]] | None = None,
     part: str = "",
-    **kwargs: Any,
-) -> dict[str, TrainResult]:
-    """:func:`train_methods` with the model, subsampling and minibatch size of ``setting``.
+    eval_every: int | None = None,
+    eval_steps: Iterable[int] | None = None,
+    snapshot_steps: Iterable[int] = (),
+) -> list[Job]:
+    """One job per method of ``setting`` (or ``methods``): seeds ``0 … runs-1`` as one batched
+    ensemble, with the setting's data, model, subsampling and minibatch size.
 
-    ``methods`` defaults to ``setting["methods"]``; seeds are ``0 … runs-1``; ``part`` names
-    the sub-experiment in the progress lines; ``kwargs`` go to :func:`train_methods`
-    (``eval_every``, ``eval_steps``, ``snapshot_steps``).
+    A method setting ``{"method", "hparams", "init"?}`` may override the model's ``init``;
+    ``part`` names the sub-experiment of a two-data-set figure. The jobs are named
+    ``figN/jobs/[part/]label`` (their folders under the report folder).
     """
-    return train_methods(ctx, data, setting["methods"] if methods is None else methods,
-                         model=setting["model"], steps=steps, seeds=range(runs),
-                         subsample=setting.get("subsample"),
-                         batch_size=setting.get("batch_size"),
-                         what=f"{spec.key} {part} " if part else f"{spec.key} ", **kwargs)
+    data = dict(setting["data"])
+    if data["name"] == "mnist" and ctx.mnist_dir is not None:
+        data["root"] = str(ctx.mnist_dir)
+    model = setting["model"]
+    out = []
+    for label, m in (setting["methods"] if methods is None else methods).items():
+        out.append(classifier_job(
+            _job_name(spec, part, label), data=data,
+            model={"name": model.get("name", "shlp"), "hidden": model["hidden"],
+                   "init": m.get("init", model.get("init", "torch"))},
+            method=m["method"], hparams=dict(m.get("hparams", {})), label=label,
+            seeds=range(runs), steps=steps, subsample=setting.get("subsample"),
+            batch_size=setting.get("batch_size"), eval_every=eval_every,
+            eval_steps=None if eval_steps is None else list(eval_steps),
+            snapshot_steps=list(snapshot_steps)))
+    return out
 
 
-def train_part(ctx: Context, spec: FigureSpec, cfg: Mapping[str, Any], part: str, evals: int
-               ) -> tuple[int, Dataset, dict[str, TrainResult]]:
-    """Train one data set of a two-data-set figure (Figs. 3, 5): ``cfg[part]`` holds its data,
-    model, methods and steps (capped by ``ctx.steps``); ``cfg["runs"]`` runs, about ``evals``
-    evaluations per run. Returns ``(steps, data, results)``."""
-    c = cfg[part]
-    steps = c["steps"] if ctx.steps is None else min(c["steps"], ctx.steps)
-    data = make_data(c["data"], ctx)
-    res = train_setting(ctx, spec, c, data, steps=steps, runs=cfg["runs"], part=part,
+def part_steps(ctx: Context, cfg: Mapping[str, Any], part: str) -> int:
+    """Steps of one data set of a two-data-set figure (Figs. 3, 5), capped by ``ctx.steps``."""
+    steps = int(cfg[part]["steps"])
+    return steps if ctx.steps is None else min(steps, ctx.steps)
+
+
+def part_jobs(ctx: Context, spec: FigureSpec, cfg: Mapping[str, Any], part: str, evals: int
+              ) -> list[Job]:
+    """The jobs of one data set of a two-data-set figure (Figs. 3, 5): ``cfg[part]`` holds its
+    data, model, methods and steps; ``cfg["runs"]`` runs, about ``evals`` evaluations per run."""
+    steps = part_steps(ctx, cfg, part)
+    return setting_jobs(ctx, spec, cfg[part], steps=steps, runs=cfg["runs"], part=part,
                         eval_every=max(1, steps // evals))
-    return steps, data, res
+
+
+class FigureResults:
+    """The finished jobs of one figure, as the engine's results by method label."""
+
+    def __init__(self, spec: FigureSpec, jobs: Sequence[Job], results: Mapping[str, JobResult]
+                 ) -> None:
+        self.spec = spec
+        self.jobs = list(jobs)
+        self.results = {j.name: results[j.name] for j in jobs}
+
+    def methods(self, part: str = "") -> dict[str, TrainResult]:
+        """``{label: TrainResult}`` of the jobs of ``part`` (``""``: the figure's only part),
+        in the order the figure listed them."""
+        prefix = _job_name(self.spec, part, "")
+        return {name[len(prefix):]: r.value for name, r in self.results.items()
+                if name.startswith(prefix) and "/" not in name[len(prefix):]}
+
+    def notes(self) -> list[str]:
+        """The engine's messages of every job (non-finite stops, ...), for the report."""
+        return [msg for r in self.results.values() for msg in r.value.messages]
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds the jobs took (summed)."""
+        return sum(r.wall_s for r in self.results.values())
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the jobs took (summed)."""
+        return sum(r.cpu_s for r in self.results.values())
 
 
 def train_notes(results: Mapping[str, TrainResult]) -> list[str]:
@@ -365,53 +348,3 @@ def write_settings(d: Path, spec: FigureSpec, cfg: Mapping[str, Any], quick: boo
     """``config.toml``: the settings used, and the choices heatbath made (with reasons)."""
     write_toml(d / "config.toml", {"figure": spec.key, "quick": quick, "settings": dict(cfg),
                                     "choices": dict(spec.choices)})
-
-
-# --------------------------------------------------------------------------- verdicts
-
-
-def pct(x: float, digits: int = 1) -> str:
-    """A fraction in [0, 1] as a percentage string."""
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.{digits}f} %"
-
-
-def mean_se(v: np.ndarray) -> tuple[float, float]:
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan
-    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
-    return float(v.mean()), se
-
-
-def verdict_mean(paper: float, ours: np.ndarray) -> tuple[str, str, str]:
-    """Compare the paper's mean over runs with ours: ``(ours text, verdict, reason)``.
-
-    Reproduced when |mean − paper| ≤ 2·√2·SE + 0.005 (see the module docstring).
-    """
-    m, se = mean_se(ours)
-    if not math.isfinite(m):
-        return "n/a", "not tested", "no finite values"
-    tol = 2 * math.sqrt(2) * (se if math.isfinite(se) else 0.0) + 0.005
-    text = f"{pct(m)} ± {100 * se:.1f} (SE, n={ours.size})" if math.isfinite(se) else pct(m)
-    ok = abs(m - paper) <= tol
-    reason = "" if ok else f"|ours − paper| = {100 * abs(m - paper):.1f} pp > {100 * tol:.1f} pp"
-    return text, "reproduced" if ok else "differs", reason
-
-
-def verdict_single(paper: float, ours: np.ndarray) -> tuple[str, str, str]:
-    """Compare one run of the paper with our runs: inside our [min, max] ± 0.5 pp?"""
-    v = ours[np.isfinite(ours)]
-    if v.size == 0:
-        return "n/a", "not tested", "no finite values"
-    lo, hi = float(v.min()), float(v.max())
-    text = (f"mean {pct(float(v.mean()))}, range {100 * lo:.1f}–{100 * hi:.1f} % (n={v.size})"
-            if v.size > 1 else pct(lo))
-    ok = lo - 0.005 <= paper <= hi + 0.005
-    reason = "" if ok else ("paper's run is better than all of ours" if paper > hi
-                            else "paper's run is worse than all of ours")
-    return text, "reproduced" if ok else "differs", reason
-
-
-def verdict_holds(holds: bool, reason_if_not: str = "") -> tuple[str, str]:
-    """``(verdict, reason)`` of a qualitative statement."""
-    return ("reproduced", "") if holds else ("not reproduced", reason_if_not)

@@ -14,29 +14,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct, verdict_holds
 from heatbath.output.plots import plot_decision_maps
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_values,
     finish_figure,
     make_data,
-    pct,
+    setting_jobs,
     sweep_stats,
     tau_sweep,
     train_notes,
-    train_setting,
-    verdict_holds,
     write_rows,
 )
 from .figplots import decision_panel, plot_lines
 
-__all__ = ["FIG1", "run", "SUBSTANTIAL"]
+__all__ = ["FIG1", "jobs", "report", "SUBSTANTIAL"]
 
 #: the smallest gain in mean test accuracy (τ = 1e-8 → 1e-5) called "substantial": 2 pp
 SUBSTANTIAL = 0.02
@@ -66,14 +66,20 @@ FIG1 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """One ensemble per temperature; decision maps of run 0; accuracy against τ."""
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """One ensemble per temperature."""
+    methods = tau_sweep(cfg["method"], [float(t) for t in cfg["taus"]])
+    return setting_jobs(ctx, spec, cfg, methods=methods, steps=cfg["steps"], runs=cfg["runs"])
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Decision maps of run 0; accuracy against τ."""
     t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     taus = [float(t) for t in cfg["taus"]]
     methods = tau_sweep(cfg["method"], taus)
-    results = train_setting(ctx, spec, cfg, data, methods=methods, steps=cfg["steps"],
-                            runs=cfg["runs"])
+    results = done.methods()
     rows = all_rows(results)
     X = data.X_test.numpy()
     y = data.y_test.numpy()

@@ -30,23 +30,26 @@ import torch
 from torch.func import functional_call
 
 from heatbath.engine import TrainResult
+from heatbath.engine.jobs import Job
 from heatbath.models.heads import loss_per_sample
+from heatbath.output.claims import Claim, verdict_holds
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     begin_figure,
     final_values,
     finish_figure,
-    train_part,
-    verdict_holds,
+    make_data,
+    part_jobs,
+    part_steps,
     write_rows,
 )
 from .figplots import plot_lines
 
-__all__ = ["FIG3", "run", "interpolate_loss", "barrier_height"]
+__all__ = ["FIG3", "jobs", "report", "interpolate_loss", "barrier_height"]
 
 #: what we checked when the spiral's barrier showed up (measured once, recorded here)
 INVESTIGATED = (
@@ -160,13 +163,20 @@ def _distance(res_a: TrainResult, res_b: TrainResult) -> np.ndarray:
     return (dist / scale).numpy()
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train Adam and AdLaLa from the same inits on MNIST and the 1-turn spiral; scan the line."""
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """Adam and AdLaLa from the same inits on MNIST and on the 1-turn spiral."""
+    return [j for part in ("mnist", "spiral") for j in part_jobs(ctx, spec, cfg, part, evals=20)]
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Scan the loss along the line between the two minima; judge the claims."""
     t0, d = begin_figure(spec, cfg, ctx)
     alphas = [float(a) for a in cfg["alphas"]]
     panels, csv_rows, claims = [], [], []
     for part, pretty in (("mnist", "MNIST"), ("spiral", "spiral, b = 1")):
-        steps, data, res = train_part(ctx, spec, cfg, part, evals=20)
+        steps, data, res = part_steps(ctx, cfg, part), make_data(cfg[part]["data"], ctx), \
+            done.methods(part)
         lines = []
         for split, X, y in (("train", data.X_train, data.y_train),
                             ("test", data.X_test, data.y_test)):

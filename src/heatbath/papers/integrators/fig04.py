@@ -15,28 +15,27 @@ from typing import Any
 
 import numpy as np
 
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct, verdict_holds, verdict_single
 from heatbath.output.plots import plot_decision_maps
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_values,
     finish_figure,
     make_data,
-    pct,
+    setting_jobs,
     train_notes,
-    train_setting,
-    verdict_holds,
-    verdict_single,
     write_rows,
 )
 from .figplots import decision_panel, plot_final_accuracy
 
-__all__ = ["FIG4", "run"]
+__all__ = ["FIG4", "jobs", "report"]
 
 FIG4 = FigureSpec(
     key="fig4",
@@ -67,12 +66,18 @@ FIG4 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train both methods from the same inits; maps of runs 0 and 1; judge the numbers."""
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """Both methods from the same inits (same seeds)."""
+    return setting_jobs(ctx, spec, cfg, steps=cfg["steps"], runs=cfg["runs"])
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Maps of runs 0 and 1; judge the numbers."""
     t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs)
+    res = done.methods()
     rows = all_rows(res)
     acc = {(m, split): final_values(rows, m, split) for m in res for split in ("train", "test")}
     X, y = data.X_test.numpy(), data.y_test.numpy()

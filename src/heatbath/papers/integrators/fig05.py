@@ -14,23 +14,24 @@ from typing import Any
 import numpy as np
 
 from heatbath.engine.experiment import format_hparams
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_values,
     finish_figure,
-    pct,
-    train_part,
+    part_jobs,
     write_rows,
 )
 from .figplots import plot_lines
 
-__all__ = ["FIG5", "run", "test_curves"]
+__all__ = ["FIG5", "jobs", "report", "test_curves"]
 
 _ADLALA8 = {"h": 0.25, "gamma": 0.5, "tau1": 1e-4, "tau2": 1e-4, "sigma_A": 0.01,
             "epsilon": 0.1}
@@ -93,12 +94,18 @@ def test_curves(rows: list[dict[str, Any]], methods: dict[str, Any], title: str
     return {"title": title, "xlabel": "step", "ylabel": "test accuracy (%)", "lines": lines}
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train four methods on MNIST and on the spiral; plot the test accuracy curves."""
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """Four methods on MNIST and on the spiral."""
+    return [j for part in ("mnist", "spiral") for j in part_jobs(ctx, spec, cfg, part, evals=50)]
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Plot the test accuracy curves."""
     t0, d = begin_figure(spec, cfg, ctx)
     panels, rows_all, ours = [], [], []
     for part, pretty in (("mnist", "MNIST"), ("spiral", "2-turn spiral")):
-        _, _, res = train_part(ctx, spec, cfg, part, evals=50)
+        res = done.methods(part)
         rows = all_rows(res)
         rows_all.extend({**r, "data": part} for r in rows)
         if part == "mnist":

@@ -19,30 +19,27 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct, verdict_holds, verdict_mean, verdict_single
 from heatbath.output.plots import plot_curves, plot_histograms
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_values,
     finish_figure,
-    make_data,
     method_labels,
-    pct,
+    setting_jobs,
     train_notes,
-    train_setting,
-    verdict_holds,
-    verdict_mean,
-    verdict_single,
     write_rows,
 )
 from .figplots import plot_final_accuracy
 
-__all__ = ["FIG6", "FIG7", "FIG8", "run", "param_kinds"]
+__all__ = ["FIG6", "FIG7", "FIG8", "jobs", "report", "param_kinds"]
 
 _ADLALA = {"h": 0.25, "tau1": 1e-4, "tau2": 1e-4, "sigma_A": 0.01, "epsilon": 0.1, "gamma": 0.5}
 
@@ -139,16 +136,30 @@ def _note(labels: Mapping[str, str]) -> str:
     return "; ".join(labels.values())
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train the four (Fig. 8: five) methods, write the figures and judge the caption's claims."""
-    t0, d = begin_figure(spec, cfg, ctx)
-    data = make_data(cfg["data"], ctx)
-    steps, runs = cfg["steps"], cfg["runs"]
+def _schedule(cfg: dict[str, Any]) -> tuple[list[int], dict[int, int], list[int]]:
+    """Snapshot steps, the quoted steps (paper's → ours, capped by the run) and the
+    evaluation steps."""
+    steps = cfg["steps"]
     snaps = sorted({min(s, steps) for s in cfg["snapshot_steps"]} | {steps})
     quote = {int(s): min(int(s), steps) for s in cfg.get("quoted_at", [])}
     evals = sorted(set(range(0, steps + 1, max(1, steps // 100))) | set(quote.values()))
-    results = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs, eval_steps=evals,
-                            snapshot_steps=snaps)
+    return snaps, quote, evals
+
+
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """The four (Fig. 8: five) methods over the same seeds, with snapshots for histograms."""
+    snaps, _, evals = _schedule(cfg)
+    return setting_jobs(ctx, spec, cfg, steps=cfg["steps"], runs=cfg["runs"],
+                        eval_steps=evals, snapshot_steps=snaps)
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Write the figures and judge the caption's claims."""
+    t0, d = begin_figure(spec, cfg, ctx)
+    steps, runs = cfg["steps"], cfg["runs"]
+    snaps, quote, _ = _schedule(cfg)
+    results = done.methods()
     rows = all_rows(results)
     labels = method_labels(cfg["methods"])
     csvs = [write_rows(d / "metrics.csv", rows)]

@@ -16,26 +16,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct, verdict_holds
 from heatbath.output.plots import plot_decision_maps
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     finish_figure,
     make_data,
-    pct,
+    setting_jobs,
     train_notes,
-    train_setting,
-    verdict_holds,
     write_rows,
 )
 from .figplots import decision_panel
 
-__all__ = ["FIG9", "run", "averaged_accuracy"]
+__all__ = ["FIG9", "jobs", "report", "averaged_accuracy"]
 
 FIG9 = FigureSpec(
     key="fig9",
@@ -76,16 +76,29 @@ def averaged_accuracy(res: Any, X: torch.Tensor, y: torch.Tensor, steps: list[in
     return ((prob > 0.5).to(torch.int64) == y).double().mean(1).numpy()
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train both methods to 60K steps with snapshots of the last 10 steps before each map."""
-    t0, d = begin_figure(spec, cfg, ctx)
-    data = make_data(cfg["data"], ctx)
+def _windows(cfg: dict[str, Any]) -> tuple[list[int], dict[int, list[int]]]:
+    """The map times and, for each, the last ``average_last`` steps up to it."""
     steps, k = cfg["steps"], cfg["average_last"]
     at = [steps // 3, 2 * steps // 3, steps]
-    windows = {t: list(range(max(1, t - k + 1), t + 1)) for t in at}
+    return at, {t: list(range(max(1, t - k + 1), t + 1)) for t in at}
+
+
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """Both methods to 60K steps with snapshots of the last 10 steps before each map."""
+    _, windows = _windows(cfg)
     snaps = sorted({s for w in windows.values() for s in w})
-    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=cfg["runs"],
-                        eval_every=max(1, steps // 100), snapshot_steps=snaps)
+    return setting_jobs(ctx, spec, cfg, steps=cfg["steps"], runs=cfg["runs"],
+                        eval_every=max(1, cfg["steps"] // 100), snapshot_steps=snaps)
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Maps of the averaged classifiers at three times; judge the ordering."""
+    t0, d = begin_figure(spec, cfg, ctx)
+    data = make_data(cfg["data"], ctx)
+    k = cfg["average_last"]
+    at, windows = _windows(cfg)
+    res = done.methods()
     X, y = data.X_test.numpy(), data.y_test.numpy()
     acc = {(m, t): averaged_accuracy(res[m], data.X_test, data.y_test, windows[t])
            for m in res for t in at}

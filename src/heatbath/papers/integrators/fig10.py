@@ -14,26 +14,22 @@ from typing import Any
 
 import numpy as np
 
+from heatbath.engine.jobs import Job
+from heatbath.engine.sweep import Axis, Sweep, sweep_rows, sweep_table
+from heatbath.output.claims import Claim, pct, verdict_holds
+
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
-    all_rows,
     begin_figure,
-    final_values,
     finish_figure,
-    make_data,
-    mean_se,
-    pct,
-    train_notes,
-    train_setting,
-    verdict_holds,
     write_rows,
 )
 from .figplots import plot_grouped_bars
 
-__all__ = ["FIG10", "run"]
+__all__ = ["FIG10", "jobs", "report", "sweeps"]
 
 _SIGMA_COLORS = ["#1f77b4", "#d62728", "#e6a800", "#7b3fa0", "#2ca02c"]  # the caption's order
 
@@ -68,21 +64,40 @@ FIG10 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train every configuration over the same seeds; grouped bars against AdLaLa's line."""
+def sweeps(spec: FigureSpec, cfg: dict[str, Any]) -> list[Sweep]:
+    """AdLaLa once, SGLD over h × σ, Adam over h; every point over the same seeds."""
+    base = {"data": cfg["data"], "model": cfg["model"], "steps": cfg["steps"],
+            "subsample": cfg["subsample"], "eval_every": max(1, cfg["steps"] // 10)}
+    seeds = range(cfg["runs"])
+    root = f"{spec.key}/jobs"
+    return [
+        Sweep(f"{root}/adlala", {**base, "method": "adlala", "hparams": cfg["adlala"]["hparams"]},
+              seeds=seeds, label="adlala"),
+        Sweep(f"{root}/sgld", {**base, "method": "sgld", "hparams": {}},
+              [Axis("h", ("hparams", "h"), tuple(cfg["sgld_h"])),
+               Axis("sigma", ("hparams", "sigma"), tuple(cfg["sgld_sigma"]))],
+              seeds=seeds, label="sgld_h{h:g}_s{sigma:g}"),
+        Sweep(f"{root}/adam", {**base, "method": "adam", "hparams": {}},
+              [Axis("h", ("hparams", "h"), tuple(cfg["adam_h"]))], seeds=seeds,
+              label="adam_h{h:g}"),
+    ]
+
+
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """The jobs of the three sweeps."""
+    return [j for s in sweeps(spec, cfg) for j in s.jobs()]
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Grouped bars against AdLaLa's line; the claims."""
     t0, d = begin_figure(spec, cfg, ctx)
-    data = make_data(cfg["data"], ctx)
-    methods: dict[str, Any] = {"adlala": cfg["adlala"]}
-    for h in cfg["sgld_h"]:
-        for s in cfg["sgld_sigma"]:
-            methods[f"sgld_h{h:g}_s{s:g}"] = {"method": "sgld", "hparams": {"h": h, "sigma": s}}
-    for h in cfg["adam_h"]:
-        methods[f"adam_h{h:g}"] = {"method": "adam", "hparams": {"h": h}}
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_setting(ctx, spec, cfg, data, methods=methods, steps=steps, runs=runs,
-                        eval_every=max(1, steps // 10))
-    rows = all_rows(res)
-    stat = {m: mean_se(final_values(rows, m)) for m in methods}
+    parts = sweeps(spec, cfg)
+    methods = {row["label"]: row for s in parts for row in sweep_table(s, done.results)}
+    stat = {m: (row["test_accuracy_mean"], row["test_accuracy_se"])
+            for m, row in methods.items()}
+    rows = [r for s in parts for r in sweep_rows(s, done.results)]
     ada = stat["adlala"][0]
     ref = (100 * ada, f"AdLaLa {100 * ada:.1f} %")
     left = {"title": f"SGLD (σ = 0 is SGD), {runs} runs per bar", "xlabel": "step size h",
@@ -104,10 +119,10 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                                       "(error bars: SE); dotted line: AdLaLa",
                                 note="AdLaLa h = 0.25, τ₁ = τ₂ = 1e-4, γ = 0.1, σ_A = 0.01, "
                                      "ε = 0.05; SHLP 20, 4-turn spiral.").name]
-    table = [{"config": m, "method": methods[m]["method"],
-              **{k: methods[m]["hparams"].get(k) for k in ("h", "sigma")},
+    table = [{"config": m, "method": m.split("_")[0],
+              "h": row.get("h", cfg["adlala"]["hparams"]["h"]), "sigma": row.get("sigma"),
               "test_accuracy_mean": stat[m][0], "test_accuracy_se": stat[m][1], "runs": runs}
-             for m in methods]
+             for m, row in methods.items()]
     csvs = [write_rows(d / "metrics.csv", rows),
             write_rows(d / "sweep_summary.csv", table, ("config", "method", "h", "sigma",
                                                         "test_accuracy_mean",
@@ -121,4 +136,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
         claims.append(Claim(f"fixed AdLaLa outperforms {name}", "AdLaLa best throughout",
                             f"AdLaLa {pct(ada)} beats {beaten}/{len(others)} bars; best bar "
                             f"{best} {pct(others[best])}", v, why))
-    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))
+    return finish_figure(spec, cfg, t0, images, csvs, claims, done.notes())

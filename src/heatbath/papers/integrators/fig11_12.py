@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, FigureOutput, FigureSpec
-from .figplots import curves_figure
+from heatbath.engine.jobs import Job
 
-__all__ = ["FIG11", "FIG12", "run"]
+from .common import Context, FigureOutput, FigureResults, FigureSpec
+from .figplots import curves_figure, curves_jobs
+
+__all__ = ["FIG11", "FIG12", "jobs", "report"]
 
 _LOL = {"method": "lol", "hparams": {"h": 0.1, "gamma1": 0.01, "tau1": 1e-3}}
 _SGLD = {"method": "sgld", "hparams": {"h": 0.1, "sigma": 0.01}}
@@ -80,7 +82,13 @@ FIG12 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train the methods as ensembles; curves of mean ± sd; final numbers in the claims."""
-    return curves_figure(spec, cfg, ctx, f"{spec.title.split(':')[0]}: trigonometric data "
-                                         f"a = {cfg['data']['a']:g}, 100-node SHLP")
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """The methods as ensembles."""
+    return curves_jobs(spec, cfg, ctx)
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Curves of mean ± sd; final numbers in the claims."""
+    return curves_figure(spec, cfg, ctx, done, f"{spec.title.split(':')[0]}: trigonometric "
+                                               f"data a = {cfg['data']['a']:g}, 100-node SHLP")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, FigureOutput, FigureSpec
-from .figplots import curves_figure
+from heatbath.engine.jobs import Job
 
-__all__ = ["FIG13", "run"]
+from .common import Context, FigureOutput, FigureResults, FigureSpec
+from .figplots import curves_figure, curves_jobs
+
+__all__ = ["FIG13", "jobs", "report"]
 
 FIG13 = FigureSpec(
     key="fig13",
@@ -45,6 +47,13 @@ FIG13 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train the four methods; curves of mean ± sd; final numbers in the claims."""
-    return curves_figure(spec, cfg, ctx, "Fig. 13: 500-node SHLP, 2-turn spiral with c = 0.1")
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """The four methods as ensembles."""
+    return curves_jobs(spec, cfg, ctx)
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Curves of mean ± sd; final numbers in the claims."""
+    return curves_figure(spec, cfg, ctx, done,
+                         "Fig. 13: 500-node SHLP, 2-turn spiral with c = 0.1")

@@ -16,25 +16,25 @@ from typing import Any
 
 import numpy as np
 
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct, verdict_holds
+
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_values,
     finish_figure,
-    make_data,
-    pct,
+    setting_jobs,
     train_notes,
-    train_setting,
-    verdict_holds,
     write_rows,
 )
 from .figplots import plot_lines
 
-__all__ = ["FIG14", "run"]
+__all__ = ["FIG14", "jobs", "report"]
 
 _G = "gaussian:0.01"
 _COLORS = {"sgd": "#d62728", "adam_gauss": "#1f3f8f", "adam_torch": "#6fb3e0",
@@ -95,13 +95,18 @@ def accuracy_table(rows: list[dict[str, Any]], method: str) -> tuple[list[int], 
     return steps, table
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """Train the six configurations over the same seeds; mean and variance against step."""
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """The six configurations over the same seeds."""
+    return setting_jobs(ctx, spec, cfg, steps=cfg["steps"], runs=cfg["runs"],
+                        eval_every=max(1, cfg["steps"] // 100))
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Mean and variance of the test accuracy against step."""
     t0, d = begin_figure(spec, cfg, ctx)
-    data = make_data(cfg["data"], ctx)
-    steps, runs = cfg["steps"], cfg["runs"]
-    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs,
-                        eval_every=max(1, steps // 100))
+    runs = cfg["runs"]
+    res = done.methods()
     rows = all_rows(res)
     curves = []
     mean_lines, var_lines = [], []

@@ -13,25 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from heatbath.engine.jobs import Job
+from heatbath.engine.sweep import Axis, Sweep, plot_heatmap, sweep_rows, sweep_table
+from heatbath.output.claims import Claim, pct
+
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
-    all_rows,
     begin_figure,
-    final_values,
     finish_figure,
-    make_data,
-    mean_se,
-    pct,
-    train_notes,
-    train_setting,
     write_rows,
 )
-from .figplots import plot_heatmap
 
-__all__ = ["FIG15", "run"]
+__all__ = ["FIG15", "jobs", "report", "sweep"]
 
 FIG15 = FigureSpec(
     key="fig15",
@@ -57,26 +53,37 @@ FIG15 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """One ensemble of ``runs`` per cell; the heat map of mean final test accuracy."""
+def sweep(spec: FigureSpec, cfg: dict[str, Any]) -> Sweep:
+    """AdLaLa over τ₁ (rows) × σ_A (columns), ``runs`` runs per cell."""
+    return Sweep(f"{spec.key}/jobs/adlala",
+                 {"data": cfg["data"], "model": cfg["model"], "method": "adlala",
+                  "hparams": dict(cfg["fixed"]), "steps": cfg["steps"],
+                  "subsample": cfg["subsample"], "eval_steps": [0, cfg["steps"]]},
+                 [Axis("tau1", ("hparams", "tau1"), tuple(float(t) for t in cfg["tau1"])),
+                  Axis("sigma_A", ("hparams", "sigma_A"),
+                       tuple(float(s) for s in cfg["sigma_A"]))],
+                 seeds=range(cfg["runs"]), label="tau1={tau1:.0e}_sigmaA={sigma_A:g}")
+
+
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """One job per cell."""
+    return sweep(spec, cfg).jobs()
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """The heat map of mean final test accuracy."""
     t0, d = begin_figure(spec, cfg, ctx)
-    data = make_data(cfg["data"], ctx)
-    taus, sigmas = [float(t) for t in cfg["tau1"]], [float(s) for s in cfg["sigma_A"]]
-    methods = {f"tau1={t:.0e}_sigmaA={s:g}": {"method": "adlala", "hparams": {
-        **cfg["fixed"], "tau1": t, "sigma_A": s}} for t in taus for s in sigmas}
+    sw = sweep(spec, cfg)
+    taus, sigmas = sw.axes[0].values, sw.axes[1].values
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_setting(ctx, spec, cfg, data, methods=methods, steps=steps, runs=runs,
-                        eval_steps=[0, steps])
-    rows = all_rows(res)
-    grid = np.full((len(taus), len(sigmas)), np.nan)
-    cells = []
-    for i, t in enumerate(taus):
-        for j, s in enumerate(sigmas):
-            m = f"tau1={t:.0e}_sigmaA={s:g}"
-            mean, se = mean_se(final_values(rows, m))
-            grid[i, j] = 100 * mean
-            cells.append({"tau1": t, "sigma_A": s, "test_accuracy_mean": mean,
-                          "test_accuracy_se": se, "runs": runs})
+    table = sweep_table(sw, done.results)
+    rows = sweep_rows(sw, done.results)
+    grid = np.array([c["test_accuracy_mean"] for c in table]).reshape(len(taus),
+                                                                       len(sigmas)) * 100
+    cells = [{"tau1": c["tau1"], "sigma_A": c["sigma_A"],
+              "test_accuracy_mean": c["test_accuracy_mean"],
+              "test_accuracy_se": c["test_accuracy_se"], "runs": runs} for c in table]
     images = [plot_heatmap(d / "heatmap.png", grid, [f"{s:g}" for s in sigmas],
                            [f"{t:.0e}" for t in taus], xlabel="σ_A (first layer)",
                            ylabel="τ₁ (first layer)",
@@ -94,4 +101,4 @@ def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
                     f"{pct(best['test_accuracy_mean'])}; worst τ₁ = {worst['tau1']:.0e}, "
                     f"σ_A = {worst['sigma_A']:g}: {pct(worst['test_accuracy_mean'])}",
                     "not tested", "the caption states no number")]
-    return finish_figure(spec, cfg, t0, images, csvs, claims, train_notes(res))
+    return finish_figure(spec, cfg, t0, images, csvs, claims, done.notes())

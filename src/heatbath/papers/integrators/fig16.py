@@ -15,29 +15,29 @@ from typing import Any
 
 import numpy as np
 
+from heatbath.engine.jobs import Job
+from heatbath.output.claims import Claim, pct, verdict_holds
 from heatbath.output.plots import plot_decision_maps
 
 from .common import (
-    Claim,
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_values,
     finish_figure,
     make_data,
-    pct,
+    setting_jobs,
     sweep_stats,
     tau_sweep,
     train_notes,
-    train_setting,
-    verdict_holds,
     write_rows,
 )
 from .figplots import decision_panel, plot_lines
 
-__all__ = ["FIG16", "run", "UNUSABLE"]
+__all__ = ["FIG16", "jobs", "report", "UNUSABLE"]
 
 #: mean test accuracy below which a temperature counts as "unusable" (chance is 0.5)
 UNUSABLE = 0.60
@@ -65,15 +65,22 @@ FIG16 = FigureSpec(
 )
 
 
-def run(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> FigureOutput:
-    """One ensemble per τ; decision maps of run 0; accuracy against τ; the two claims."""
+def jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """One ensemble per τ."""
+    methods = tau_sweep(cfg["method"], [float(t) for t in cfg["taus"]], "tau1")
+    return setting_jobs(ctx, spec, cfg, methods=methods, steps=cfg["steps"], runs=cfg["runs"],
+                        eval_every=max(1, cfg["steps"] // 50))
+
+
+def report(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults
+           ) -> FigureOutput:
+    """Decision maps of run 0; accuracy against τ; the two claims."""
     t0, d = begin_figure(spec, cfg, ctx)
     data = make_data(cfg["data"], ctx)
     taus = [float(t) for t in cfg["taus"]]
     methods = tau_sweep(cfg["method"], taus, "tau1")
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_setting(ctx, spec, cfg, data, methods=methods, steps=steps, runs=runs,
-                        eval_every=max(1, steps // 50))
+    res = done.methods()
     rows = all_rows(res)
     X, y = data.X_test.numpy(), data.y_test.numpy()
     stats, mean, se = sweep_stats(rows, methods)

@@ -4,11 +4,12 @@
   the paper's reported number as a marker (Figs. 4, 6-8, 14 summaries).
 - :func:`plot_lines` - y against x, several labelled lines (Fig. 3 interpolation, Fig. 14
   mean and variance, Fig. 16 accuracy against τ).
-- :func:`plot_heatmap` - a 2-D grid of values with the numbers written in the cells (Fig. 15).
 - :func:`plot_grouped_bars` - grouped bars with a horizontal reference line (Fig. 10).
 - :func:`decision_panel` - a :class:`heatbath.output.plots.MapPanel` from a trained ensemble.
-- :func:`curves_figure` - a whole figure of loss/accuracy curves whose caption states no number
-  (Figs. 11-13).
+- :func:`curves_jobs`, :func:`curves_figure` - the jobs and the report of a figure of
+  loss/accuracy curves whose caption states no number (Figs. 11-13).
+
+The heat map (Fig. 15) is :func:`heatbath.engine.sweep.plot_heatmap`.
 """
 
 from __future__ import annotations
@@ -23,29 +24,30 @@ import torch
 from matplotlib.figure import Figure
 
 from heatbath.engine import TrainResult
+from heatbath.engine.jobs import Job
 from heatbath.output.plots import MapPanel, grid, method_color, plot_curves, plt, save_figure
 
 from .common import (
     Context,
     FigureOutput,
+    FigureResults,
     FigureSpec,
     all_rows,
     begin_figure,
     final_numbers_claim,
     finish_figure,
-    make_data,
     method_labels,
+    setting_jobs,
     train_notes,
-    train_setting,
     write_rows,
 )
 
 __all__ = [
     "curves_figure",
+    "curves_jobs",
     "decision_panel",
     "plot_final_accuracy",
     "plot_grouped_bars",
-    "plot_heatmap",
     "plot_lines",
 ]
 
@@ -168,40 +170,6 @@ def plot_lines(
     return _finish(fig, path, note, suptitle=title)
 
 
-def plot_heatmap(
-    path: str | os.PathLike[str],
-    values: np.ndarray,
-    xticks: Sequence[str],
-    yticks: Sequence[str],
-    *,
-    xlabel: str,
-    ylabel: str,
-    title: str = "",
-    note: str = "",
-    cbar: str = "mean test accuracy (%)",
-) -> Path:
-    """``values[i, j]`` (row i = y tick i, column j = x tick j) as coloured cells with numbers."""
-    v = np.asarray(values, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(xticks) + 3.5), 0.8 * len(yticks) + 2.2))
-    im = ax.imshow(v, cmap="viridis", origin="lower", aspect="auto")
-    finite = v[np.isfinite(v)]
-    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
-    for i in range(v.shape[0]):
-        for j in range(v.shape[1]):
-            ax.text(j, i, "–" if not np.isfinite(v[i, j]) else f"{v[i, j]:.1f}", ha="center",
-                    va="center", fontsize=9, color="k" if v[i, j] > mid else "w")
-    ax.set_xticks(range(len(xticks)))
-    ax.set_xticklabels(xticks)
-    ax.set_yticks(range(len(yticks)))
-    ax.set_yticklabels(yticks)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    fig.colorbar(im, ax=ax, label=cbar)
-    if title:
-        ax.set_title(title, fontsize=11)
-    return _finish(fig, path, note, bottom=0.06)
-
-
 def plot_grouped_bars(
     path: str | os.PathLike[str],
     panels: Sequence[Mapping[str, object]],
@@ -236,16 +204,20 @@ def plot_grouped_bars(
     return _finish(fig, path, note, suptitle=title)
 
 
-def curves_figure(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, what: str
-                  ) -> FigureOutput:
-    """Train ``cfg["methods"]`` as ensembles; curves of mean ± sd (``curves.png``, titled
-    ``"{what}, mean ± sd over {runs} runs"``); every method's final numbers in one claim with
-    the verdict "not tested" (the caption shows curves only)."""
+def curves_jobs(spec: FigureSpec, cfg: dict[str, Any], ctx: Context) -> list[Job]:
+    """The jobs of a curves figure: ``cfg["methods"]`` as ensembles, 100 evaluations each."""
+    return setting_jobs(ctx, spec, cfg, steps=cfg["steps"], runs=cfg["runs"],
+                        eval_every=max(1, cfg["steps"] // 100))
+
+
+def curves_figure(spec: FigureSpec, cfg: dict[str, Any], ctx: Context, done: FigureResults,
+                  what: str) -> FigureOutput:
+    """Curves of mean ± sd (``curves.png``, titled ``"{what}, mean ± sd over {runs} runs"``);
+    every method's final numbers in one claim with the verdict "not tested" (the caption shows
+    curves only)."""
     t0, d = begin_figure(spec, cfg, ctx)
-    data = make_data(cfg["data"], ctx)
     steps, runs = cfg["steps"], cfg["runs"]
-    res = train_setting(ctx, spec, cfg, data, steps=steps, runs=runs,
-                        eval_every=max(1, steps // 100))
+    res = done.methods()
     rows = all_rows(res)
     images = [plot_curves(d / "curves.png", rows, labels=method_labels(cfg["methods"]),
                           title=f"{what}, mean ± sd over {runs} runs").name]

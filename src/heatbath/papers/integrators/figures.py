@@ -1,10 +1,14 @@
-"""Run figures by key and keep the report up to date.
+"""Run figures by key as jobs on an executor, and keep the report up to date.
 
-Each figure's module exposes ``run(spec, cfg, ctx) -> FigureOutput``; :data:`FIGURES` maps the
-key (``"fig8"``) to ``(module, spec name)``, imported only when the figure runs. After each
-figure its :class:`FigureOutput` is stored as ``figN/result.json`` and ``REPORT.md`` is rewritten
-from every ``result.json`` under the output folder, so running one figure updates its section
-and keeps the others.
+Each figure's module exposes ``jobs(spec, cfg, ctx) -> list[Job]`` and
+``report(spec, cfg, ctx, results) -> FigureOutput``; :data:`FIGURES` maps the key (``"fig8"``)
+to ``(module, spec name)``, imported only when the figure runs. :func:`run_figures` lists the
+jobs of every figure asked for, runs them all on one executor (the largest first; local
+processes or a Ray cluster, see :mod:`heatbath.engine.executors`), and writes each figure as
+soon as its jobs have finished: its files, ``figN/result.json``, and ``REPORT.md`` rebuilt from
+every ``result.json`` under the output folder (so running one figure updates its section and
+keeps the others). A figure whose jobs did not all finish is left out of the report, which
+names the missing jobs (``figN/missing.json``) until a later run completes them.
 """
 
 from __future__ import annotations
@@ -12,21 +16,21 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import multiprocessing as mp
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from heatbath.engine.executors import ConsoleProgress, Executor, LocalExecutor
+from heatbath.engine.jobs import Job, JobResult
+from heatbath.output.claims import Claim
 from heatbath.output.io import write_json
 
 from .claims_report import write_report
-from .common import Claim, Context, FigureOutput, FigureSpec
+from .common import Context, FigureOutput, FigureResults, FigureSpec
 
-__all__ = ["FIGURES", "figure_spec", "parse_keys", "run_figure", "run_figures", "load_outputs"]
+__all__ = ["FIGURES", "figure_spec", "parse_keys", "run_figure", "run_figures", "load_outputs",
+           "load_missing"]
 
 #: figure key -> (module in heatbath.papers.integrators, name of its FigureSpec)
 FIGURES: dict[str, tuple[str, str]] = {
@@ -77,59 +81,81 @@ def figure_spec(key: str) -> tuple[FigureSpec, Any]:
     return getattr(mod, spec_name), mod
 
 
-def run_figure(key: str, ctx: Context) -> FigureOutput:
-    """Run one figure, store ``result.json`` and rewrite ``REPORT.md``."""
-    spec, mod = figure_spec(key)
-    cfg = spec.resolve(ctx.quick, ctx.steps, ctx.runs)
-    ctx.say(f"{key}: {spec.title}")
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = mod.run(spec, cfg, ctx)
-    out.wall_s = time.perf_counter() - t0
-    out.cpu_s = time.process_time() - c0
-    ctx.say(f"{key}: done in {out.wall_s:.1f} s (CPU {out.cpu_s:.1f} s)")
+def run_figure(key: str, ctx: Context, executor: Executor | None = None) -> FigureOutput:
+    """Run one figure (see :func:`run_figures`)."""
+    return run_figures([key], ctx, executor)[0]
+
+
+def run_figures(keys: Sequence[str], ctx: Context, executor: Executor | None = None, *,
+                resume: bool = False) -> list[FigureOutput]:
+    """Run figures: every figure's jobs on ``executor`` (default: one at a time in this
+    process), each figure written as soon as its jobs are done; outputs in the order of
+    ``keys``. With ``resume``, jobs finished by an earlier run of the same settings are
+    reused. Raises ``RuntimeError`` at the end if a job or a figure failed (the report then
+    covers the others and names the missing jobs)."""
+    executor = executor or LocalExecutor(1, threads=ctx.threads)
+    plans: dict[str, tuple[FigureSpec, Any, dict[str, Any], list[Job]]] = {}
+    for key in keys:
+        spec, mod = figure_spec(key)
+        cfg = spec.resolve(ctx.quick, ctx.steps, ctx.runs)
+        plans[key] = (spec, mod, cfg, mod.jobs(spec, cfg, ctx))
+        (ctx.out / key / "result.json").unlink(missing_ok=True)
+        (ctx.out / key / "missing.json").unlink(missing_ok=True)
+    all_jobs = [j for *_, jobs in plans.values() for j in jobs]
+    owner = {j.name: key for key, (*_, jobs) in plans.items() for j in jobs}
+    waiting = {key: {j.name for j in jobs} for key, (*_, jobs) in plans.items()}
+    finished: dict[str, JobResult] = {}
+    outputs: dict[str, FigureOutput] = {}
+    failed: dict[str, BaseException] = {}
+
+    def figure_done(key: str) -> None:
+        spec, mod, cfg, jobs = plans[key]
+        ctx.say(f"{key}: all {len(jobs)} job(s) done; writing the figure")
+        try:
+            outputs[key] = _report(key, ctx, spec, mod, cfg,
+                                   FigureResults(spec, jobs, finished))
+        except Exception as exc:  # keep the other figures; report the failure at the end
+            failed[key] = exc
+            ctx.say(f"{key}: FAILED: {type(exc).__name__}: {exc}")
+        write_report(ctx.out, load_outputs(ctx.out), load_missing(ctx.out))
+
+    def on_result(job: Job, res: JobResult) -> None:
+        finished[job.name] = res
+        key = owner[job.name]
+        waiting[key].discard(job.name)
+        if not waiting[key]:
+            figure_done(key)
+
+    for key in [k for k, names in waiting.items() if not names]:  # a figure without jobs
+        figure_done(key)
+    progress = ConsoleProgress(all_jobs, log=ctx.log) if ctx.verbose else None
+    outcome = executor.run(all_jobs, ctx.out, resume=resume, progress=progress,
+                           on_result=on_result)
+    for key, (*_, jobs) in plans.items():
+        lost = {j.name: outcome.missing[j.name] for j in jobs if j.name in outcome.missing}
+        if lost:
+            write_json(ctx.out / key / "missing.json", lost)
+    write_report(ctx.out, load_outputs(ctx.out), load_missing(ctx.out))
+    if outcome.missing or failed:
+        what = [f"job(s) {', '.join(outcome.missing)} did not finish"] if outcome.missing else []
+        what += [f"figure(s) {', '.join(failed)} failed"] if failed else []
+        raise RuntimeError("; ".join(what) + "; the other figures are in the report") from (
+            next(iter(failed.values()), None))
+    return [outputs[k] for k in keys]
+
+
+def _report(key: str, ctx: Context, spec: FigureSpec, mod: Any, cfg: dict[str, Any],
+            done: FigureResults) -> FigureOutput:
+    """Write one figure from its finished jobs; store ``result.json``."""
+    c0 = time.process_time()
+    out = mod.report(spec, cfg, ctx, done)
+    out.wall_s += done.wall_s
+    out.cpu_s = time.process_time() - c0 + done.cpu_s
+    ctx.say(f"{key}: {out.wall_s:.1f} s of jobs and plots (CPU {out.cpu_s:.1f} s)")
     write_json(ctx.fig_dir(key) / "result.json",
                {**dataclasses.asdict(out), "quick": ctx.quick,
                 "caps": {"steps": ctx.steps, "runs": ctx.runs}})
-    write_report(ctx.out, load_outputs(ctx.out))
     return out
-
-
-#: measured full-run seconds per figure on 2 cores (one thread each): the pool starts the
-#: longest first so that two workers finish close together
-COST_HINT_S: dict[str, float] = {
-    "fig1": 330, "fig3": 120, "fig4": 90, "fig5": 160, "fig6": 130, "fig7": 130, "fig8": 190,
-    "fig9": 220, "fig10": 330, "fig11": 100, "fig12": 160, "fig13": 110, "fig14": 260,
-    "fig15": 260, "fig16": 380,
-}
-
-
-def _worker(key: str, ctx: Context) -> FigureOutput:
-    torch.set_num_threads(ctx.threads)
-    return run_figure(key, ctx)
-
-
-def run_figures(keys: Sequence[str], ctx: Context, jobs: int = 1) -> list[FigureOutput]:
-    """Run figures (``jobs`` > 1: that many worker processes, longest first); outputs in
-    the order of ``keys``. ``REPORT.md`` is rewritten after each figure and at the end."""
-    if jobs <= 1 or len(keys) <= 1:
-        return [run_figure(k, ctx) for k in keys]
-    order = sorted(keys, key=lambda k: -COST_HINT_S.get(k, 0.0))
-    outputs: dict[str, FigureOutput] = {}
-    failed: dict[str, BaseException] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {k: pool.submit(_worker, k, ctx) for k in order}
-        for k, f in futures.items():
-            try:
-                outputs[k] = f.result()
-            except Exception as exc:  # keep the other figures; report the failure at the end
-                failed[k] = exc
-                ctx.say(f"{k}: FAILED: {type(exc).__name__}: {exc}")
-    write_report(ctx.out, load_outputs(ctx.out))
-    if failed:
-        first = next(iter(failed.values()))
-        raise RuntimeError(f"figure(s) {', '.join(failed)} failed; the others are in the "
-                           f"report") from first
-    return [outputs[k] for k in keys]
 
 
 def load_outputs(out: Path) -> list[tuple[FigureOutput, dict[str, Any]]]:
@@ -144,3 +170,13 @@ def load_outputs(out: Path) -> list[tuple[FigureOutput, dict[str, Any]]]:
         raw["claims"] = [Claim(**c) for c in raw["claims"]]
         found.append((FigureOutput(**raw), meta))
     return found
+
+
+def load_missing(out: Path) -> dict[str, str]:
+    """The jobs (and why) that did not finish in the last run of each figure under ``out``."""
+    missing: dict[str, str] = {}
+    for key in FIGURES:
+        p = out / key / "missing.json"
+        if p.exists():
+            missing.update(json.loads(p.read_text(encoding="utf-8")))
+    return missing

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from heatbath._validate import check_int
 from heatbath.data.digits import idx_files
+from heatbath.engine import shutdown
+from heatbath.engine.executors import add_executor_options, executor_from_args
 
 from .common import Context
 from .figures import FIGURES, figure_spec, parse_keys, run_figures
@@ -18,8 +20,9 @@ __all__ = ["DESCRIPTION", "setup", "run"]
 DESCRIPTION = (
     "Reproduce the figures of Leimkuhler, Matthews & Vlaar (2019), 'Partitioned integrators "
     "for thermodynamic parameterization of neural networks': each figure's caption settings as "
-    "a config, runs as batched ensembles, PNGs and CSVs in OUT/figN/, and OUT/REPORT.md with "
-    "the paper's numbers next to ours and a verdict per claim.")
+    "a config, its training jobs (batched ensembles) run here or on a Ray cluster, PNGs and "
+    "CSVs in OUT/figN/, and OUT/REPORT.md with the paper's numbers next to ours and a verdict "
+    "per claim.")
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -33,15 +36,16 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mnist-dir", metavar="DIR",
                    help="folder with the MNIST IDX files (default: the offline 5,000-digit "
                         "subset)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per training call (default 1: fastest for these models)")
-    p.add_argument("--jobs", "-j", type=int, default=1,
-                   help="figures run in this many processes at once (default 1; 2 on 2 cores "
-                        "halves the time of 'all')")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the jobs an earlier run of the same settings finished (and the "
+                        "checkpoints of unfinished ones)")
     p.add_argument("--steps", type=int, help="cap: steps per run (smoke tests)")
     p.add_argument("--runs", type=int, help="cap: runs per configuration (smoke tests)")
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    add_executor_options(p, jobs_help="local executor: training jobs run at once in worker "
+                                      "processes (default 1: in this process; 2 on 2 cores "
+                                      "about halves the time of 'all')")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.figures:
         raise ValueError("name at least one figure (fig1 … fig16) or 'all'; see --list")
     keys = parse_keys(args.figures)
-    threads = check_int("threads", args.threads, low=1)
-    jobs = check_int("jobs", args.jobs, low=1)
+    executor = executor_from_args(args)
     steps = None if args.steps is None else check_int("steps", args.steps, low=1)
     runs = None if args.runs is None else check_int("runs", args.runs, low=2)
     mnist_dir = None
@@ -68,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
             idx_files(mnist_dir)
         except FileNotFoundError as exc:
             raise ValueError(f"--mnist-dir: {exc}") from None
-    ctx = Context(out=Path(args.out), quick=args.quick, mnist_dir=mnist_dir, threads=threads,
+    ctx = Context(out=Path(args.out), quick=args.quick, mnist_dir=mnist_dir,
+                  threads=executor.threads,
                   steps=steps, runs=runs, verbose=not args.quiet)
     t0 = time.perf_counter()
-    run_figures(keys, ctx, jobs=jobs)
+    with shutdown.handle_signals():  # SIGTERM/SIGINT: jobs write checkpoints; --resume
+        run_figures(keys, ctx, executor, resume=args.resume)
     if not args.quiet:
         print(f"reproduce: {len(keys)} figure(s) in {time.perf_counter() - t0:.1f} s; report: "
               f"{ctx.out / 'REPORT.md'}")
