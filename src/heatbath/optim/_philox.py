@@ -834,11 +834,17 @@ class ListNoise:
             compiles when ``HEATBATH_COMPILE`` is not ``"0"``.
         replicas: leading replica dimension (ensembles) for Adaptive Langevin's per-replica
             reductions; ``None`` for one replica.
+        small_tensor: size below which a tensor takes the multi-step cache (default
+            :data:`SMALL_TENSOR`); 0 sends every tensor through the per-tensor kernels (the
+            tensor-by-tensor reference path, same numbers).
+
+    Attributes:
+        prepared_step: the step whose noise :meth:`prepare` generated last (None before).
     """
 
     def __init__(self, shapes: list[torch.Size], keys: list[int], offsets: list[int],
                  dtype: torch.dtype, device: torch.device, *, compiled: bool | None = None,
-                 replicas: int | None = None) -> None:
+                 replicas: int | None = None, small_tensor: int | None = None) -> None:
         if not (len(shapes) == len(keys) == len(offsets)):
             raise ValueError("shapes, keys and offsets must have one entry per tensor")
         self.shapes = [torch.Size(s) for s in shapes]
@@ -853,8 +859,10 @@ class ListNoise:
         if compiled is None:
             compiled = os.environ.get("HEATBATH_COMPILE", "1") != "0"
         self.compiled = compiled
-        self.big = [i for i, n in enumerate(self.numels) if n >= SMALL_TENSOR]
-        self.small = [i for i, n in enumerate(self.numels) if 0 < n < SMALL_TENSOR]
+        small_at = SMALL_TENSOR if small_tensor is None else small_tensor
+        self.big = [i for i, n in enumerate(self.numels) if n > 0 and n >= small_at]
+        self.small = [i for i, n in enumerate(self.numels) if 0 < n < small_at]
+        self.prepared_step: int | None = None
         self._pieces = {i: _pieces(self.numels[i], self.offsets[i]) for i in self.big}
         self._bufs: dict[int, Tensor] = {}
         self._cache: Tensor | None = None
@@ -920,6 +928,8 @@ class ListNoise:
             norms = torch._foreach_norm([grads[i] for i in self.small])
             checks.extend(norms)
             self._noise_small = self._small_noise(step) if noise else None
+        if noise:
+            self.prepared_step = step
         if not checks:
             return torch.zeros((), dtype=self.dtype)
         return checks[0] if len(checks) == 1 else torch.stack(checks).sum()

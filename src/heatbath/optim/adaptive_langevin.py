@@ -65,7 +65,7 @@ class AdaptiveLangevin(Partitioned):
         replicas: int | None = None,
         check_finite: bool = True,
         foreach: bool | None = None,
-        noise: str = "eager",
+        noise: str = "auto",
     ) -> None:
         super().__init__(params, h, method="adl", tau=tau, sigma_A=sigma_A, epsilon=epsilon,
                          xi0=xi0, xi_per=xi_per, epsilon_scale=epsilon_scale, seed=seed,

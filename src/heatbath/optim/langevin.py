@@ -79,7 +79,7 @@ class Langevin(Partitioned):
         replicas: int | None = None,
         check_finite: bool = True,
         foreach: bool | None = None,
-        noise: str = "eager",
+        noise: str = "auto",
     ) -> None:
         check_real("gamma", gamma, low=0.0)
         super().__init__(params, h, method="baoab", gamma=gamma, tau=tau, seed=seed,

@@ -44,7 +44,7 @@ class SGLD(Partitioned):
         replicas: int | None = None,
         check_finite: bool = True,
         foreach: bool | None = None,
-        noise: str = "eager",
+        noise: str = "auto",
     ) -> None:
         super().__init__(params, h, method="sgld", sigma=sigma, seed=seed, generator=generator,
                          replicas=replicas, check_finite=check_finite, foreach=foreach,
