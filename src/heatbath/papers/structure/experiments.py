@@ -227,12 +227,50 @@ def _mnist_net(family: str, seed: int, width: int = 32, depth: int = 6) -> Struc
                          hidden=width)
 
 
-def run_mnist_families(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def mnist_family_task(job: Any, ctx: Any) -> tuple[dict[str, Any], list[float]]:
+    """Job task: train one family of :func:`run_mnist_families`.
+
+    Args:
+        job: a :class:`heatbath.engine.jobs.Job` with setting ``{"family", "quick"}``.
+        ctx: its :class:`heatbath.engine.jobs.JobContext` (unused: the run is short).
+
+    Returns:
+        The table row and the training losses.
+    """
+    fam, seed = job.setting["family"], job.seeds[0]
+    cfg = QUICK["mnist"] if job.setting["quick"] else FULL["mnist"]
+    tr = _mnist("train", cfg["n_train"], seed)
+    te = _mnist("test", cfg["n_test"], seed + 1)
+    if isinstance(tr, str) or isinstance(te, str):
+        raise RuntimeError(tr if isinstance(tr, str) else str(te))
+    (Xtr, ytr), (Xte, yte) = tr, te
+    steps = cfg["epochs"] * math.ceil(len(Xtr) / 128)
+    net = _mnist_net(fam, seed)
+    t0 = time.perf_counter()
+    losses = _train(net, Xtr, ytr, steps=steps, batch=128, make_opt=_adam(2e-3), seed=seed)
+    row = dict(family=fam, params=_n_params(net), train_acc=_accuracy(net, Xtr, ytr),
+               test_acc=_accuracy(net, Xte, yte), seconds=time.perf_counter() - t0)
+    return row, losses
+
+
+def run_mnist_families(out_dir: Path, *, quick: bool = False, seed: int = 0,
+                       executor: Any = None) -> dict[str, Any]:
     """Test accuracy of each block family on the offline MNIST subset at equal parameter count.
 
     Every net: linear lift 784 -> 32, 6 blocks of width 32 (A is 32 x 32 in every family), T = 3,
     linear head; the (z, p) families have a 64 -> 10 head, so parameter counts agree to ~1.5 %
-    (listed). Adam lr 2e-3, batch 128, cross-entropy.
+    (listed). Adam lr 2e-3, batch 128, cross-entropy. Each family is one job of the experiment
+    framework (task :func:`mnist_family_task`), run by ``executor`` (default: in this process)
+    into ``out_dir/jobs/``.
+
+    Args:
+        out_dir: output folder.
+        quick: small sizes.
+        seed: seed of data order and initialisation.
+        executor: a :class:`heatbath.engine.executors.Executor` (default ``LocalExecutor(1)``).
+
+    Returns:
+        The table rows (or ``{"skipped": why}`` without MNIST).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,18 +282,23 @@ def run_mnist_families(out_dir: Path, *, quick: bool = False, seed: int = 0) -> 
         (out_dir / "mnist_families.md").write_text(f"# MNIST by block family\n\n{msg}\n")
         print(msg)
         return {"skipped": msg}
-    (Xtr, ytr), (Xte, yte) = tr, te
-    steps = cfg["epochs"] * math.ceil(len(Xtr) / 128)
+    Xtr, Xte = tr[0], te[0]
+    from heatbath.engine.executors import LocalExecutor
+    from heatbath.engine.jobs import Job
+
+    jobs = [Job(fam, dict(family=fam, quick=bool(quick)), (seed,),
+                task="heatbath.papers.structure.experiments:mnist_family_task")
+            for fam in cfg["families"]]
+    outcome = (executor or LocalExecutor(1)).run(jobs, out_dir / "jobs")
+    if outcome.missing:
+        raise RuntimeError("MNIST family jobs did not finish: " + "; ".join(
+            f"{k}: {v}" for k, v in outcome.missing.items()))
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     rows = []
     for fam in cfg["families"]:
-        net = _mnist_net(fam, seed)
-        t0 = time.perf_counter()
-        losses = _train(net, Xtr, ytr, steps=steps, batch=128, make_opt=_adam(2e-3), seed=seed)
-        rows.append(dict(family=fam, params=_n_params(net), train_acc=_accuracy(net, Xtr, ytr),
-                         test_acc=_accuracy(net, Xte, yte),
-                         seconds=time.perf_counter() - t0))
+        row, losses = outcome.value(fam)
+        rows.append(row)
         k = max(1, len(losses) // 30)
         sm = np.convolve(losses, np.ones(k) / k, mode="valid")
         ax1.plot(sm, label=fam)
@@ -598,47 +641,88 @@ def pct(x: float) -> str:
 
 
 # ----------------------------------------------------------------------------- thermodynamic
-def run_thermo_training(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict[str, Any]:
+_THERMO_HP = {"adam": dict(h=5e-3),
+              "langevin": dict(h=0.2, gamma=1.0, tau=1e-5),
+              "adlala": dict(h=0.2, gamma=1.0, tau1=1e-5, tau2=1e-5, sigma_A=0.01,
+                             epsilon=0.05)}
+
+
+def thermo_task(job: Any, ctx: Any) -> tuple[dict[str, Any], list[float]]:
+    """Job task: one (family, method) run of :func:`run_thermo_training`.
+
+    Args:
+        job: a :class:`heatbath.engine.jobs.Job` with setting ``{"family", "method", "quick"}``.
+        ctx: its :class:`heatbath.engine.jobs.JobContext` (unused: the run is short).
+
+    Returns:
+        The table row and the training losses.
+    """
+    from heatbath.optim import build_optimizer
+
+    fam, method, seed = job.setting["family"], job.setting["method"], job.seeds[0]
+    cfg = QUICK["thermo"] if job.setting["quick"] else FULL["thermo"]
+    Xtr, ytr = make_shape("swiss_roll", cfg["n"], 0.05, seed=seed)
+    Xte, yte = make_shape("swiss_roll", cfg["n"], 0.05, seed=seed + 1)
+    torch.manual_seed(seed)
+    net = StructuredNet(2, 2, family=fam, width=8, depth=8, T=4.0)
+
+    def make_opt(m: torch.nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(method, m, seed=seed, **_THERMO_HP[method])
+
+    t0 = time.perf_counter()
+    losses = _train(net, Xtr, ytr, steps=cfg["steps"], batch=64, make_opt=make_opt, seed=seed)
+    row = dict(family=fam, method=method, final_loss=float(np.mean(losses[-20:])),
+               train_acc=_accuracy(net, Xtr, ytr), test_acc=_accuracy(net, Xte, yte),
+               seconds=time.perf_counter() - t0)
+    return row, losses
+
+
+def run_thermo_training(out_dir: Path, *, quick: bool = False, seed: int = 0,
+                        executor: Any = None) -> dict[str, Any]:
     """Hamiltonian (Verlet) and contractive (gradient-flow) nets: AdLaLa / Langevin vs Adam.
 
     Swiss roll (noise 0.05), linear lift 2 -> 8, 8 blocks, T = 4, minibatch 64. Optimisers from
     :func:`heatbath.optim.build_optimizer`: Adam (h = lr = 5e-3); Langevin BAOAB (h = 0.2,
     gamma = 1, tau = 1e-5); AdLaLa (h = 0.2, gamma = 1, tau1 = tau2 = 1e-5, sigma_A = 0.01,
-    epsilon = 0.05) with the lift as its thermostatted first layer.
+    epsilon = 0.05) with the lift as its thermostatted first layer. Each (family, method) run is
+    one job of the experiment framework (task :func:`thermo_task`).
+
+    Args:
+        out_dir: output folder.
+        quick: small sizes.
+        seed: seed of data, initialisation and noise.
+        executor: a :class:`heatbath.engine.executors.Executor` (default ``LocalExecutor(1)``).
+
+    Returns:
+        The table rows (or ``{"skipped": why}`` without heatbath.optim).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = QUICK["thermo"] if quick else FULL["thermo"]
     try:
-        from heatbath.optim import build_optimizer
+        import heatbath.optim  # noqa: F401
     except ImportError as exc:  # pragma: no cover - optimizers are another helper's work
         msg = f"heatbath.optim is not available ({exc}); experiment skipped"
         (out_dir / "thermo_training.md").write_text(f"# Thermodynamic training\n\n{msg}\n")
         return {"skipped": msg}
-    hp = {"adam": dict(h=5e-3),
-          "langevin": dict(h=0.2, gamma=1.0, tau=1e-5),
-          "adlala": dict(h=0.2, gamma=1.0, tau1=1e-5, tau2=1e-5, sigma_A=0.01, epsilon=0.05)}
-    Xtr, ytr = make_shape("swiss_roll", cfg["n"], 0.05, seed=seed)
-    Xte, yte = make_shape("swiss_roll", cfg["n"], 0.05, seed=seed + 1)
-    plt = _plt()
+    from heatbath.engine.executors import LocalExecutor
+    from heatbath.engine.jobs import Job
+
     fams = cfg["families"]
+    jobs = [Job(f"{fam}/{method}", dict(family=fam, method=method, quick=bool(quick)), (seed,),
+                task="heatbath.papers.structure.experiments:thermo_task")
+            for fam in fams for method in cfg["methods"]]
+    outcome = (executor or LocalExecutor(1)).run(jobs, out_dir / "jobs")
+    if outcome.missing:
+        raise RuntimeError("thermo jobs did not finish: " + "; ".join(
+            f"{k}: {v}" for k, v in outcome.missing.items()))
+    plt = _plt()
     fig, axes = plt.subplots(1, len(fams), figsize=(5.5 * len(fams), 4), squeeze=False)
     rows = []
     for fi, fam in enumerate(fams):
         for method in cfg["methods"]:
-            torch.manual_seed(seed)
-            net = StructuredNet(2, 2, family=fam, width=8, depth=8, T=4.0)
-
-            def make_opt(m: torch.nn.Module, method: str = method) -> torch.optim.Optimizer:
-                return build_optimizer(method, m, seed=seed, **hp[method])
-
-            t0 = time.perf_counter()
-            losses = _train(net, Xtr, ytr, steps=cfg["steps"], batch=64, make_opt=make_opt,
-                            seed=seed)
-            rows.append(dict(family=fam, method=method, final_loss=float(np.mean(losses[-20:])),
-                             train_acc=_accuracy(net, Xtr, ytr),
-                             test_acc=_accuracy(net, Xte, yte),
-                             seconds=time.perf_counter() - t0))
+            row, losses = outcome.value(f"{fam}/{method}")
+            rows.append(row)
             k = max(1, len(losses) // 25)
             axes[0, fi].plot(np.convolve(losses, np.ones(k) / k, mode="valid"), label=method)
         axes[0, fi].set_title(f"{fam} network, swiss roll")

@@ -67,6 +67,10 @@ def setup(p: argparse.ArgumentParser) -> None:
 def _extra(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """The robustness options (other experiments take none)."""
     robust_flags = ("data", "data_dir", "eps", "n_train", "n_test", "epochs")
+    if name in ("mnist", "thermo"):
+        from heatbath.engine.executors import executor_from_args
+
+        return dict(executor=executor_from_args(args))
     if name != "robustness":
         used = [f"--{f.replace('_', '-')}" for f in robust_flags
                 if getattr(args, f, None) is not None]
