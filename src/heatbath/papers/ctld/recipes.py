@@ -83,10 +83,10 @@ SDA_SIZES = {
     "quick": {"widths": (784, 64, 64, 256, 10), "n_train": 400, "n_test": 200, "batch": 32,
               "steps_per_layer": 16, "search_steps": 4, "grid_size": 2, "log_every": 4,
               "seeds": 1},
-    # fits ~10-15 min on 2 shared cores: 6 methods x 3 seeds x 4 layers x 1600 steps
-    "reduced": {"widths": (784, 256, 256, 1024, 10), "n_train": None, "n_test": None,
-                "batch": 64, "steps_per_layer": 1600, "search_steps": 150, "grid_size": 2,
-                "log_every": 50, "seeds": 3},
+    # fits ~15 min on 2 busy shared cores: 6 methods x 2 seeds x 4 layers x 1000 steps
+    "reduced": {"widths": (784, 128, 128, 512, 10), "n_train": None, "n_test": None,
+                "batch": 64, "steps_per_layer": 1000, "search_steps": 100, "grid_size": 2,
+                "log_every": 50, "seeds": 2},
     "full": {"widths": (784, 500, 500, 2000, 10), "n_train": None, "n_test": None,
              "batch": 256, "steps_per_layer": 4000, "search_steps": 600, "grid_size": 3,
              "log_every": 100, "seeds": 3},
@@ -94,9 +94,9 @@ SDA_SIZES = {
 RNN_SIZES = {
     "quick": {"max_chars": 40_000, "batch": 8, "seq_len": 24, "steps": 24, "search_steps": 6,
               "grid_size": 2, "log_every": 6, "eval_windows": 12, "seeds": 1},
-    "reduced": {"max_chars": 400_000, "batch": 16, "seq_len": 32, "steps": 1600,
-                "search_steps": 100, "grid_size": 2, "log_every": 100, "eval_windows": 100,
-                "seeds": 3},
+    "reduced": {"max_chars": 200_000, "batch": 16, "seq_len": 32, "steps": 1000,
+                "search_steps": 60, "grid_size": 2, "log_every": 100, "eval_windows": 60,
+                "seeds": 2},
     "full": {"max_chars": 3_000_000, "batch": 100, "seq_len": 100, "steps": 3000,
              "search_steps": 400, "grid_size": 3, "log_every": 150, "eval_windows": 300,
              "seeds": 3},
