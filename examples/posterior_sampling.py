@@ -9,8 +9,9 @@ deep ensemble of SGD runs on fresh targets (Gaussian NLL, coverage of 90% interv
 
 Part 2, the two-spirals classifier: R replicas of a one-hidden-layer network trained with
 Langevin at tau = 1/N, samples collected after a burn-in; NLL / ECE / Brier of the final
-iterates against the sample average and against a deep ensemble of SGD runs, R-hat of the
-chains, a reliability diagram and a trace plot.
+iterates against the sample average and against a deep ensemble of SGD runs, the AUROC of
+the predictive entropy for telling inputs far from the data (the test set scaled 3x) from the
+test set, R-hat of the chains, a reliability diagram and a trace plot.
 
     python examples/posterior_sampling.py                    # small size, about a minute
     python examples/posterior_sampling.py --size tiny        # seconds (the test runs this)
@@ -35,7 +36,9 @@ from heatbath.sampling import (
     SampleCollector,
     chain_diagnostics,
     classification_metrics,
+    ood_auroc,
     predictive,
+    predictive_entropy,
     reliability_diagram,
     rhat,
     trace_plot,
@@ -149,13 +152,32 @@ def spiral_case(steps: int, burn_in: int, thin: int, out: Path | None) -> dict[s
         "sample average": classification_metrics(pr.probs, yt),
         "deep ensemble (SGD)": classification_metrics(ens.mean(0), yt),
     }
+    # OOD: the same test inputs pushed 3x further out, off the training data; a predictor
+    # that knows what it does not know is less certain there (higher entropy)
+    far = Xt * 3.0
+    pr_far = predictive(model, col, far)
+    with torch.no_grad():
+        final_far = probabilities(model(far), "sigmoid").double()
+        ens_far = probabilities(sgd(far), "sigmoid").double()
+    auroc = {
+        "final iterate (mean of chains)": float(np.mean([
+            ood_auroc(predictive_entropy(final[r]), predictive_entropy(final_far[r]))
+            for r in range(R)])),
+        "sample average": ood_auroc(predictive_entropy(pr.probs),
+                                    predictive_entropy(pr_far.probs)),
+        "deep ensemble (SGD)": ood_auroc(predictive_entropy(ens.mean(0)),
+                                         predictive_entropy(ens_far.mean(0))),
+    }
+    for k in rows:
+        rows[k]["ood_auroc"] = auroc[k]
     diag = chain_diagnostics(col, pr, n_projections=2)
     print(f"\nPart 2: spirals, {R} Langevin chains at tau = 1/N, {steps} steps, "
           f"{len(col)} samples per chain ({pr.path} path)")
-    print(f"{'predictor':>31} {'NLL':>6} {'ECE':>6} {'ECE(mass)':>9} {'Brier':>6} {'acc':>6}")
+    print(f"{'predictor':>31} {'NLL':>6} {'ECE':>6} {'ECE(mass)':>9} {'Brier':>6} {'acc':>6} "
+          f"{'OOD AUROC':>9}")
     for k, m in rows.items():
         print(f"{k:>31} {m['nll']:>6.3f} {m['ece']:>6.3f} {m['ece_equal_mass']:>9.3f} "
-              f"{m['brier']:>6.3f} {m['accuracy']:>6.3f}")
+              f"{m['brier']:>6.3f} {m['accuracy']:>6.3f} {m['ood_auroc']:>9.3f}")
     print("R-hat / bulk ESS: " + ", ".join(f"{k} {v['rhat']:.3f}/{v['ess_bulk']:.0f}"
                                            for k, v in diag.items()))
     if out is not None:

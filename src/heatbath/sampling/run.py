@@ -33,7 +33,11 @@ from .collector import SampleCollector
 from .metrics import classification_metrics, reliability_diagram
 from .predictive import chain_diagnostics, predictive
 
-__all__ = ["COLLECT_KEYS", "parse_collect", "collector_for", "sample_report", "report_markdown"]
+__all__ = ["COLLECT_KEYS", "SAMPLES_DIR", "parse_collect", "collector_for", "sample_report",
+           "report_markdown", "write_sample_reports"]
+
+#: the run-folder subfolder holding samples (``<label>/``), figures and ``report.json``
+SAMPLES_DIR = "samples"
 
 #: settings accepted by ``--collect`` (``reservoir`` is 0/1)
 COLLECT_KEYS = ("burn_in", "thin", "max_samples", "reservoir")
@@ -49,7 +53,8 @@ def parse_collect(spec: str | Mapping[str, Any] | None) -> dict[str, Any] | None
         spec: the flag's text, a mapping (a config table) or None (no collection).
 
     Returns:
-        ``{"burn_in", "thin", "max_samples", "reservoir"}`` or None.
+        ``{"burn_in", "thin", "reservoir"[, "max_samples"]}`` (no None values, so that the
+        settings can be written into a TOML config), or None.
 
     Raises:
         ValueError: for an unknown key, a value that is not an integer, or one out of range.
@@ -76,14 +81,14 @@ def parse_collect(spec: str | Mapping[str, Any] | None) -> dict[str, Any] | None
     if unknown:
         raise ValueError(f"collect: unknown setting(s) {unknown}; allowed: "
                          f"{', '.join(COLLECT_KEYS)}")
-    max_samples = items.get("max_samples")
-    out = {"burn_in": check_int("collect.burn_in", items.get("burn_in", 0), low=0),
-           "thin": check_int("collect.thin", items.get("thin", 1), low=1),
-           "max_samples": None if max_samples in (None, 0) else
-           check_int("collect.max_samples", max_samples, low=1),
-           "reservoir": bool(check_int("collect.reservoir", int(items.get("reservoir", 0)),
-                                       low=0, high=1))}
-    if out["reservoir"] and out["max_samples"] is None:
+    out: dict[str, Any] = {
+        "burn_in": check_int("collect.burn_in", items.get("burn_in", 0), low=0),
+        "thin": check_int("collect.thin", items.get("thin", 1), low=1),
+        "reservoir": bool(check_int("collect.reservoir", int(items.get("reservoir", 0)),
+                                    low=0, high=1))}
+    if items.get("max_samples") is not None:
+        out["max_samples"] = check_int("collect.max_samples", items["max_samples"], low=1)
+    if out["reservoir"] and "max_samples" not in out:
         raise ValueError("collect: reservoir=1 needs max_samples")
     return out
 
@@ -202,3 +207,43 @@ def report_markdown(reports: Mapping[str, Mapping[str, Any]],
     return "\n".join(lines) + "\n"
 
 
+
+
+def write_sample_reports(out_dir: str | os.PathLike[str], data: Any,
+                         results: Mapping[str, Any], settings: Mapping[str, Any],
+                         summary_md: str | os.PathLike[str] | None = None) -> list[Path]:
+    """After an experiment with ``collect``: one report per method, written to the run folder.
+
+    Writes ``samples/reliability_<label>.png`` and ``samples/report.json``, and appends the
+    :func:`report_markdown` section to ``summary_md`` when given.
+
+    Args:
+        out_dir: the run folder (its ``samples/<label>/`` hold the collected samples).
+        data: the experiment's :class:`heatbath.data.Dataset`.
+        results: ``{label: TrainResult}``.
+        settings: the collect settings (shown in the section's first line).
+        summary_md: the run's ``summary.md``.
+
+    Returns:
+        The files written.
+    """
+    from heatbath.output.io import write_json, write_text
+
+    root = Path(out_dir) / SAMPLES_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, dict[str, Any]] = {}
+    files: list[Path] = []
+    for label, result in results.items():
+        fig = root / f"reliability_{label}.png"
+        reports[label] = sample_report(result.model, result.head, root / label, data.X_test,
+                                       data.y_test, label=label, figure=fig)
+        if fig.exists():
+            files.append(fig)
+    files.append(write_json(root / "report.json", {"settings": dict(settings),
+                                                   "methods": reports}))
+    if summary_md is not None:
+        path = Path(summary_md)
+        before = path.read_text() if path.exists() else ""
+        files.append(write_text(path, before.rstrip("\n") + "\n\n"
+                                + report_markdown(reports, settings)))
+    return files
