@@ -4,10 +4,11 @@ Caption: h = 0.4, N = 50,000 steps, γ = 10, 500-node SHLP (ReLU, sigmoid output
 τ ∈ {1e-8, 1e-7, 1e-6, 1e-5}, data Eq. (17) with a = 3, b = 2, c = 0.02, 1000 training and 1000
 test points, 2 % subsampling. Claim: the classifier improves substantially as τ is raised.
 
-Eq. (17) is not in the available text: heatbath's stand-in (spec §5) labels x ~ U[−1, 1]² by
-x₂ > sin(a x₁)/b. The claim is judged on the test accuracy: it must not fall by more than two
-standard errors from one temperature to the next, and must be at least 2 percentage points
-higher at τ = 1e-5 than at 1e-8 ("substantially improves").
+Eq. (17) is not in the available text: heatbath's stand-in (see docs/data.md, section
+'Trigonometric data') labels x ~ U[−1, 1]² by x₂ > sin(a x₁)/b. The claim is judged on the test
+accuracy: it must not fall by more than two standard errors from one temperature to the next,
+and must be at least 2 percentage points higher at τ = 1e-5 than at 1e-8 ("substantially
+improves").
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ FIG1 = FigureSpec(
     },
     choices={
         "data": "Eq. (17) is not in the available text: heatbath's stand-in x₂ > sin(a x₁)/b "
-                "on x ~ U[−1, 1]² (spec §5).",
+                "on x ~ U[−1, 1]² (see docs/data.md, section 'Trigonometric data').",
         "runs": "2 runs per temperature (the paper shows one); the maps show run 0, the claim "
                 "uses the mean of both.",
         "model.init": "PyTorch's default initialisation (the caption names none).",

@@ -6,7 +6,8 @@ Fig. 12: a = 10, averaged over 20 runs; LOL as Fig. 11; AdLaLa h = 0.1, γ = 5 (
 SGLD h = 0.1, σ = 0.01. The captions state no number and no ranking; we report the final test
 accuracy and loss of every method (verdict "not tested").
 
-Choices: Eq. (17) is heatbath's stand-in (spec §5); LOL's τ₂ = τ₁ (spec §2); 20,000 steps.
+Choices: Eq. (17) is heatbath's stand-in (see docs/data.md, section 'Trigonometric data');
+LOL's τ₂ = τ₁ (see docs/theory/adaptive-langevin.md, section 'LOL'); 20,000 steps.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ _LOL = {"method": "lol", "hparams": {"h": 0.1, "gamma1": 0.01, "tau1": 1e-3}}
 _SGLD = {"method": "sgld", "hparams": {"h": 0.1, "sigma": 0.01}}
 _CHOICES = {
     "data": "Eq. (17) is not in the available text: heatbath's stand-in x₂ > sin(a x₁)/b with "
-            "b = 2, c = 0.02 on x ~ U[−1, 1]² (spec §5).",
+            "b = 2, c = 0.02 on x ~ U[−1, 1]² (see docs/data.md, section 'Trigonometric "
+            "data').",
     "steps": "20,000 steps (not in the caption).",
-    "lol.tau2": "LOL's τ₂ = τ₁ (the caption gives only h, γ₁, τ₁; spec §2).",
+    "lol.tau2": "LOL's τ₂ = τ₁ (the caption gives only h, γ₁, τ₁; see "
+                "docs/theory/adaptive-langevin.md, section 'LOL').",
     "model.init": "PyTorch's default initialisation.",
 }
 

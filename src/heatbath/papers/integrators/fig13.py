@@ -40,7 +40,7 @@ FIG13 = FigureSpec(
         "data": "500 training / 500 test points, 5 % subsampling (the caption gives neither).",
         "steps": "10,000 steps (not in the caption).",
         "runs": "5 runs (not in the caption; the band is ± 1 sd).",
-        "lol.tau2": "τ₂ = τ₁ (spec §2).",
+        "lol.tau2": "τ₂ = τ₁ (see docs/theory/adaptive-langevin.md, section 'LOL').",
         "model.init": "PyTorch's default initialisation.",
     },
     quick={"steps": 2000, "runs": 2},

@@ -71,7 +71,7 @@ FIG14 = FigureSpec(
                                "elsewhere). Biases use the same law as the weights.",
         "data.n_test": "500 test points (not stated).",
         "steps": "10,000 steps (not stated).",
-        "lol.tau2": "τ₂ = τ₁ (spec §2).",
+        "lol.tau2": "τ₂ = τ₁ (see docs/theory/adaptive-langevin.md, section 'LOL').",
     },
     quick={"steps": 2000, "runs": 10},
 )

@@ -56,7 +56,8 @@ FIG16 = FigureSpec(
     },
     choices={
         "taus": "τ ∈ {1e-7, 1e-6, 1e-5, 1e-4, 1e-3} (the caption names 1e-5 and 1e-3; the "
-                "panels' other values are not in the available text); τ₂ = τ₁ (spec §2).",
+                "panels' other values are not in the available text); τ₂ = τ₁ (see "
+                "docs/theory/adaptive-langevin.md, section 'LOL').",
         "data": "500 training / 500 test points, 5 % subsampling (not stated).",
         "runs": "2 runs per τ (the paper shows one); maps show run 0.",
         "model.init": "PyTorch's default initialisation.",
