@@ -42,6 +42,7 @@ class OptimizerInfo:
             ``cycle_momentum=True``, the default, work); else torch refuses those at build.
         lr_zero_coasts: ``lr = 0`` after earlier steps still moves the parameters (the
             velocity carries its own step, as in Santa); from a fresh state it never does.
+            Such an entry's ``make`` must accept ``lr=`` (it is built with ``lr=0.0``).
         needs_loss: ``step`` needs ``loss=`` (the loss value of the same forward).
         base: derives from :class:`~heatbath.optim.HeatbathOptimizer` (the CTLD entry is
             checked for the contract once it does).
@@ -95,11 +96,14 @@ REGISTRY: list[OptimizerInfo] = [
                   momentum=True),
     OptimizerInfo("partitioned", _partitioned, momentum=True),
     OptimizerInfo("anneal_sgd", lambda m, params=None, **kw: AnnealSGD(
-        _params(m, params), lr=0.01, momentum=0.9, noise_eta=0.01, **kw), momentum=True),
+        _params(m, params), **{"lr": 0.01, "momentum": 0.9, "noise_eta": 0.01, **kw}),
+        momentum=True),
     OptimizerInfo("santa", lambda m, params=None, **kw: Santa(
-        _params(m, params), lr=1e-4, num_data=100, burnin=5, **kw), lr_zero_coasts=True),
+        _params(m, params), **{"lr": 1e-4, "num_data": 100, "burnin": 5, **kw}),
+        lr_zero_coasts=True),
     OptimizerInfo("ctld", lambda m, params=None, **kw: CTLD(
-        _params(m, params), lr=0.01, momentum=0.9, num_data=100, sampling_steps=5, **kw),
+        _params(m, params), **{"lr": 0.01, "momentum": 0.9, "num_data": 100,
+                               "sampling_steps": 5, **kw}),
         momentum=True, needs_loss=True, lr_zero_coasts=True),
 ]
 

@@ -118,7 +118,7 @@ def test_lr_zero_is_a_valid_step_that_moves_nothing(info):
     model = mlp()
     opt = info.make(model)
     if info.lr_zero_coasts:  # its velocity is drawn at construction with the lr given then
-        opt = type(opt)(model.parameters(), **{**opt.defaults, "lr": 0.0})
+        opt = info.make(model, lr=0.0)
     for g in opt.param_groups:
         g["lr"] = 0.0
     before = [p.detach().clone() for p in model.parameters()]
