@@ -217,3 +217,51 @@ def test_adl_kinetic_draw_has_the_two_draw_law(n):
     assert P.adl_kinetic_draw(12345, 7, 1, n, a2, c) != x[7]
     assert P.adl_kinetic_draw(54321, 7, 0, n, a2, c) != x[7]
     assert P.adl_kinetic_draw(1, 2, 0, n, a2, 0.0) == a2
+
+
+# ------------------------------------------------------------- backend choice and fused check
+def test_auto_noise_picks_philox_for_large_groups_and_shards(monkeypatch):
+    from heatbath.optim import _core
+
+    monkeypatch.delenv("HEATBATH_COMPILE", raising=False)
+    monkeypatch.setattr(_core, "AUTO_PHILOX_MIN", 100)
+    big = {"noise": "auto", "params": [torch.zeros(60), torch.zeros(40)]}
+    small = {"noise": "auto", "params": [torch.zeros(99)]}
+    assert _core._noise_kind(big, False) == "philox"
+    assert _core._noise_kind(small, False) == "eager"
+    assert _core._noise_kind(small, True) == "philox"  # shards always count by global index
+    monkeypatch.setenv("HEATBATH_COMPILE", "0")  # no compiler: eager noise is faster
+    assert _core._noise_kind(big, False) == "eager"
+    with pytest.raises(ValueError, match="noise='eager'"):
+        _core._noise_kind({"noise": "eager", "params": []}, True)
+    assert Langevin([torch.nn.Parameter(torch.zeros(3))], 0.1, 1.0, 0.0).param_groups[0][
+        "noise"] == "auto"
+
+
+@pytest.mark.parametrize("name", ["langevin", "sgld", "adl"])
+def test_fused_check_refuses_non_finite_and_changes_nothing(monkeypatch, eager_philox, name):
+    # tensors above the patched SMALL_TENSOR take the fused noise + check kernel
+    from heatbath.optim import NonFiniteGradientError
+    from heatbath.optim import _philox as P
+
+    monkeypatch.setattr(P, "SMALL_TENSOR", 30)
+    m = shlp(seed=1)
+    opt = MAKERS[name](m, seed=3)
+    X, y = toy_spiral(50)
+    train(m, opt, X, y, 2)
+    before = [p.detach().clone() for p in m.parameters()]
+    state = {k: v.clone() for p in m.parameters() for k, v in opt.state[p].items()
+             if isinstance(v, torch.Tensor)}
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    next(m.parameters()).grad.view(-1)[5] = math.nan
+    with pytest.raises(NonFiniteGradientError):
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    after = {k: v for p in m.parameters() for k, v in opt.state[p].items()
+             if isinstance(v, torch.Tensor)}
+    assert all(torch.equal(state[k], after[k]) for k in state)
+    # and the next finite step runs
+    for p in m.parameters():
+        p.grad = torch.full_like(p, 1e-3)
+    opt.step()
