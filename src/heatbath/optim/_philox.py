@@ -88,6 +88,18 @@ compiler works. The pieces keep the temporary below glibc's 32 MB mmap threshold
 page-faulting a fresh 40 MB buffer on every step at 10M parameters. Measured speeds are in
 ``benchmarks/noise.py``. The compiled call has a fixed cost of tens of microseconds (guards,
 argument checks), so small models are better served by eager ``normal_``.
+
+Tensor lists (what the optimizers use)
+--------------------------------------
+:class:`ListNoise` serves one parameter group: tensor ``k`` has its own key and global offset
+(FSDP2 shards use their offset in the full tensor). Large tensors: one compiled call per piece
+writes the step's noise into a persistent buffer and checks the gradient for NaN/inf in the same
+pass (so the optimizer's finiteness check costs no extra pass), then one compiled call per tensor
+applies the method's whole update. Small tensors (below :data:`SMALL_TENSOR`) are handled
+together: one call draws their normals for the next ``K`` steps (the numbers only depend on
+(key, step, index), so they can be made ahead), and each step is a few ``foreach`` ops. Both paths
+give the numbers of :func:`sgld_philox_step` / :func:`baoab_philox_step` bit for bit. Adaptive
+Langevin draws N normals per step, not 2N: see :func:`adl_kinetic_draw` for the exact argument.
 """
 
 from __future__ import annotations
