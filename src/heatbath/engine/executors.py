@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -586,9 +585,3 @@ def executor_from_args(args: argparse.Namespace) -> Executor:
     """The executor of the options added by :func:`add_executor_options`."""
     return make_executor(args.executor, jobs=args.jobs, address=args.address,
                          threads=args.threads)
-
-
-def remove_job_folders(jobs: Sequence[Job], root: str | os.PathLike[str]) -> None:
-    """Delete the folders of ``jobs`` under ``root`` (their results and checkpoints)."""
-    for job in jobs:
-        shutil.rmtree(job.folder(root), ignore_errors=True)
