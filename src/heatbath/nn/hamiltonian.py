@@ -53,6 +53,9 @@ __all__ = ["SymplecticHamiltonianBlock"]
 class SymplecticHamiltonianBlock(StepBlock):
     r"""One symplectic step for :math:`H = \gamma_1(A_1p+b_1)\cdot 1 + \gamma_2(A_2z+b_2)\cdot 1`.
 
+    Guarantees: symplectic (per layer), volume-preserving, explicit inverse; not
+    non-expansive. No BatchNorm.
+
     Args:
         A: int d (dense :math:`A_2` of shape hidden x d) or an Operator acting on z.
         hidden: rows of a dense A (default d).

@@ -31,6 +31,9 @@ __all__ = ["LeapfrogBlock"]
 class LeapfrogBlock(StepBlock):
     r"""One leapfrog step on the pair :math:`(z_{k-1}, z_k)`.
 
+    Guarantees: symplectic in the pair coordinates, volume-preserving, explicit inverse from
+    the last two states; not non-expansive.
+
     Args:
         A: int d (dense A, hidden x d) or an Operator.
         hidden: rows of a dense A.

@@ -25,6 +25,9 @@ __all__ = ["MidpointBlock"]
 class MidpointBlock(StepBlock):
     r"""One explicit-midpoint step on the pair :math:`(y_{k-1}, y_k)`.
 
+    Guarantees: explicit inverse from the last two states, :math:`|\det| = 1`; not
+    symplectic, not non-expansive.
+
     Args:
         K: int d (dense square K) or a square Operator.
         activation: sigma (any; default ``"tanh"``).

@@ -11,7 +11,10 @@ an exact inverse. With ``memory="reversible"`` (default) training uses a custom
   :math:`\bar\theta_k \mathrel{+}= (\partial\phi_k/\partial\theta)^\top\bar x_{k+1}`.
 
 Cost (derived): saved activations are one state plus one block's intermediates, independent of
-K; compute is about one extra forward per block (4 passes instead of 3, +33 %).
+K; compute is at least one extra forward per block plus the inverse (4 passes instead of 3,
++33 %, is the lower bound; ``benchmarks/memory.py`` measures 1.4–3x). Peak memory falls less
+than the saved activations do: it also holds parameter gradients, the input and one block's
+intermediates (docs/structure-preserving.md, section "Reversible backprop").
 
 Fallbacks, for when reconstruction error matters (it grows with depth, faster through
 expansive blocks and two-step inverses):

@@ -38,6 +38,10 @@ __all__ = ["ShearReversibleBlock"]
 class ShearReversibleBlock(StepBlock):
     r"""Shear pair: :math:`z \leftarrow z - h\sigma(K^\top y + b_1)`, then y += h sigma(Kz + b2).
 
+    Guarantees: volume-preserving, explicit inverse; not symplectic, not non-expansive.
+    ``F``/``G`` may hold a :class:`~heatbath.nn.FrozenBatchNorm2d` (a fixed map keeps both
+    guarantees), not a trainable BatchNorm.
+
     Args:
         K: int d (dense square K) or a square Operator; ignored when ``F`` and ``G`` are given
             (pass ``None``).
