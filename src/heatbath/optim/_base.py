@@ -160,6 +160,7 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         self._generators: list[torch.Generator] = []
         self._noise_bufs: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
         self._flags: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._noise_views: dict[int, tuple[Any, Tensor, list[list[Tensor]]]] = {}
         self._dtensor_groups: list[bool] = []
         self.group_state: list[dict[str, Any]] = []
         self.step_count = 0
@@ -422,17 +423,22 @@ class HeatbathOptimizer(torch.optim.Optimizer):
     def _normal_like(self, index: int, tensors: list[Tensor], std: float,
                      draws: int = 1) -> list[list[Tensor]]:
         """``draws`` lists of N(0, std²) tensors shaped like ``tensors``, from group ``index``'s
-        generator with ONE ``normal_`` call into a reused flat buffer (then split into views).
-        The views are valid until the next call for this group."""
-        sizes = [t.numel() for t in tensors]
-        total = sum(sizes)
-        buf = self._flat_buffer(index, draws * total, tensors[0])
-        buf.normal_(0.0, std, generator=self._generators[index])
-        out = []
-        for d in range(draws):
-            parts = buf[d * total:(d + 1) * total].split(sizes)
-            out.append([v.view(t.shape) for v, t in zip(parts, tensors)])
-        return out
+        generator with ONE ``normal_`` call into a reused flat buffer (then split into views;
+        the views are cached while the shapes stay the same). The views are valid until the
+        next call for this group."""
+        key = (index, draws, tensors[0].dtype, tensors[0].device, *(t.shape for t in tensors))
+        cached = self._noise_views.get(index)
+        if cached is None or cached[0] != key:
+            sizes = [t.numel() for t in tensors]
+            total = sum(sizes)
+            buf = self._flat_buffer(index, draws * total, tensors[0])
+            views = []
+            for d in range(draws):
+                parts = buf[d * total:(d + 1) * total].split(sizes)
+                views.append([v.view(t.shape) for v, t in zip(parts, tensors)])
+            cached = self._noise_views[index] = (key, buf, views)
+        cached[1].normal_(0.0, std, generator=self._generators[index])
+        return cached[2]
 
     # ------------------------------------------------------------------------------------------
     # persistence
