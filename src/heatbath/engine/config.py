@@ -1,13 +1,13 @@
 """Experiment configurations: a TOML file or CLI flags, resolved and checked before any work.
 
-An experiment is data (spec README): one dict, which ``heatbath compare --config FILE`` reads from
+An experiment is data: one dict, which ``heatbath compare --config FILE`` reads from
 TOML and ``heatbath train``/``compare`` build from flags, merged in this order (later wins):
 built-in defaults ← config file ← explicit flags ← ``--set key=value``. Layout::
 
     name = "demo"            # the run's folder: <out>/<name>/
     out = "runs"
     steps = 10000            # optimizer steps per run
-    subsample = 5.0          # minibatch size as % of the training set (spec §6)
+    subsample = 5.0          # minibatch size as % of the training set
     seeds = 20               # a count (seeds first_seed, first_seed+1, ...) or a list of seeds
     first_seed = 0
     eval_every = 100         # evaluate full train and test loss/accuracy every this many steps
@@ -35,7 +35,11 @@ A method table may also hold ``init`` (overriding ``model.init`` for that method
 paper's Fig. 14, where Adam runs with two initialisations).
 
 :func:`resolve` checks every field whose meaning is known here (types, ranges, unknown keys) and
-raises :class:`ConfigError` naming the field (``steps``, ``data.turns``, ``methods.sgd.foo``);
+raises :class:`ConfigError` naming the field (``steps``, ``data.turns``, ``methods.sgd.foo``).
+The run name and method labels must be safe file names
+(:func:`heatbath.engine.runfolder.check_component`), seeds lie in 0 … 2⁶³ − 1, every number of
+the data, model and method tables is a finite float32 value, and counts whose memory estimate
+exceeds the available memory are refused (:func:`check_memory`; see docs/run-folders.md);
 dataset, model and optimizer parameters are checked by building them once, which the runner does
 before training starts.
 """

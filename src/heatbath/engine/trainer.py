@@ -14,7 +14,7 @@ Per step k (parameters θ_k, minibatch B_k of m points drawn for each run):
 
 Summing the replicas' losses gives each replica exactly its own gradient (replicas never mix).
 
-Choices (spec §6 and what it leaves open):
+Choices:
 
 - Minibatch size m = round(N · subsample / 100) (at least 1), or ``batch_size``. Each run draws
   a fresh permutation of the N training points per epoch from its own ``torch.Generator``
