@@ -12,7 +12,9 @@ Markdown, so before parsing this extension rewrites those constructs:
   span ``C`` (``a.b.C`` without the ``~``);
 - a title underlined with ``---`` or ``===`` becomes a bold line (no headings inside API
   entries);
-- a simple reST table (``====  ====`` borders) becomes a Markdown table.
+- a simple reST table (``====  ====`` borders) becomes a Markdown table;
+- the literal-block marker ``text::`` becomes ``text:`` (the indented block after it is
+  already a Markdown code block).
 
 Loaded by mkdocs.yml (``plugins.mkdocstrings.handlers.python.options.extensions``); it is not
 part of the package.
@@ -62,19 +64,19 @@ def _display(lines: list[str]) -> list[str]:
 def _table(lines: list[str]) -> list[str]:
     """A Markdown table for a simple reST table given with its three border lines."""
     border = lines[0]
-    spans = [(m.start(), m.end()) for m in re.finditer(r"=+", border)]
+    starts = [m.start() for m in re.finditer(r"=+", border)]
     rows: list[list[str]] = []
     for line in lines[1:]:
         if _TABLE_BORDER.match(line):
             continue
         cells = []
-        for k, (start, end) in enumerate(spans):
-            stop = spans[k + 1][0] if k + 1 < len(spans) else len(line)
+        for k, start in enumerate(starts):
+            stop = starts[k + 1] if k + 1 < len(starts) else len(line)
             cells.append(line[start:stop].strip() if len(line) > start else "")
         rows.append(cells)
     if not rows:
         return lines
-    md = ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(spans)]
+    md = ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(starts)]
     md += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows[1:]]
     return [*md, ""]
 
@@ -126,11 +128,16 @@ def rst_to_markdown(text: str) -> str:
                 out += _table(lines[i:j])
                 i = j
                 continue
-        if (stripped and i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1])
-                and len(lines[i + 1].strip()) >= len(stripped) - 2 and not stripped.startswith("-")):
+        underlined = i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1])
+        if (stripped and underlined and not stripped.startswith("-")
+                and len(lines[i + 1].strip()) >= len(stripped) - 2):
             out += [f"**{stripped}**", ""]
             i += 2
             continue
+        if stripped.endswith("::") and not stripped.startswith(".."):
+            # reST literal-block marker: "text::" reads "text:", a bare "::" disappears; the
+            # indented block after it is a Markdown code block already
+            line = line.rstrip()[:-1] if stripped != "::" else ""
         out.append(line)
         i += 1
     text = "\n".join(out)
