@@ -9,7 +9,7 @@ from torch import nn
 
 
 def toy_spiral(n: int, turns: float = 1.0, noise: float = 0.02, seed: int = 0):
-    """A two-class spiral (spec §5 form with a=2, p=0.5) for optimizer tests only."""
+    """A two-class spiral (the paper's form with a=2, p=0.5) for optimizer tests only."""
     g = torch.Generator().manual_seed(seed)
     t = torch.rand(n // 2, 1, generator=g) ** 0.5
     ang = 2 * math.pi * turns * t

@@ -1,4 +1,4 @@
-"""CTLD's baselines (spec ctld.md §8, §10 property 13): AnnealSGD and Santa-E."""
+"""CTLD's baselines (docs/ctld.md): AnnealSGD and Santa-E."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def test_anneal_sgd_without_noise_is_sgd_momentum():
 
 def _santa_reference(theta0, grad_fn, steps, *, eta, n, burnin, sig, lam, c, anne, seed,
                      rho=0.0):
-    """Float64 transcription of spec §8 (Santa Euler version), element-wise; rho > 0 floors
-    sqrt(v) at rho times its mean (heatbath's preconditioner guard, santa.py docstring)."""
+    """Float64 transcription of Santa's Euler version (santa.py docstring), element-wise;
+    rho > 0 floors sqrt(v) at rho times its mean (heatbath's preconditioner guard)."""
     gen = torch.Generator().manual_seed(seed)
     theta = theta0.clone()
     u = math.sqrt(eta) * torch.randn(theta.shape, generator=gen, dtype=torch.float64)
