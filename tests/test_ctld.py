@@ -440,3 +440,291 @@ def test_jump_warning():
     p.grad = torch.zeros_like(p)
     with pytest.warns(RuntimeWarning, match="alpha_step_scale"):
         opt.step(loss=0.0)
+
+
+# =========================================================================== default tempering
+# docs/ctld.md, "Tempering at scale": the intensive alpha-force, the kinetic pre-bias, the
+# alpha step independent of lr and N, hills in units of T_c with wall mirrors.
+def test_default_is_intensive_tempering():
+    d = ctld_defaults()
+    assert d["tempering"] == "intensive" and d["confinement"] == "reflect"
+    assert (d["hill_height"], d["alpha_step"], d["coupling_scale"]) == (0.5, 0.02, "auto")
+    assert d["kinetic_prebias"] and d["symmetric_bias"]
+    p = torch.nn.Parameter(torch.zeros(3))
+    g0 = CTLD([p], lr=0.1, momentum=0.9, num_data=10, sampling_steps=5).param_groups[0]
+    assert g0["tempering"] == "intensive" and g0["confinement"] == "reflect"
+    assert g0["hill_height"] == 0.5 and g0["alpha_step"] == 0.02
+    g1 = PaperCTLD([p], lr=0.1, momentum=0.9, num_data=10, sampling_steps=5).param_groups[0]
+    assert g1["confinement"] == "linear" and g1["hill_height"] == 20.0
+    assert g1["alpha_step_scale"] == 1.0
+
+
+@pytest.mark.parametrize("kw,tempering,name", [
+    ({"coupling_scale": 2.0}, "paper", "coupling_scale"),
+    ({"kinetic_prebias": False}, "paper", "kinetic_prebias"),
+    ({"alpha_step": 0.1}, "paper", "alpha_step"),
+    ({"alpha_step_scale": 0.5}, "intensive", "alpha_step_scale"),
+    ({"coupling_scale": 0.5}, "intensive", "coupling_scale"),
+    ({"alpha_step": 0.0}, "intensive", "alpha_step"),
+    ({}, "hot", "tempering"),
+])
+def test_options_of_the_other_mode_are_refused(kw, tempering, name):
+    with pytest.raises(ValueError, match=name):
+        CTLD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.5, num_data=10,
+             sampling_steps=5, tempering=tempering, **kw)
+
+
+def _reference_intensive(model, batch, steps, *, lr, mom, n, tc, wd, seed, delta, dp, span, w,
+                         sig, k, a_step, coupling, prebias):
+    """Float64 transcription of the default tempering step (docs/ctld.md, 'Tempering at
+    scale'), in the paper's units: Algorithm 1's theta update, the intensive alpha-force
+    -g'(H - d T_c/(2g))/c, eta_alpha = a/sqrt(T_c), hills of w T_c at +-alpha (only inside
+    the walls) with images of hills within 4 sigma of a wall, reflecting walls."""
+    eta = math.sqrt(lr / n)
+    gamma = (1 - mom) / eta
+    eta_a = a_step / math.sqrt(tc)
+    gen = torch.Generator().manual_seed(seed)
+    params = [p.detach().clone() for p in model.parameters()]
+    d = sum(p.numel() for p in params)
+    r = [-math.sqrt(tc) * torch.randn(p.shape, generator=gen, dtype=torch.float64)
+         for p in params]
+    r_a = math.sqrt(tc) * torch.randn((), generator=gen, dtype=torch.float64).item()
+    alpha = 0.0
+    nodes = [-dp + j * 2 * dp / k for j in range(k + 1)]
+    vb = [0.0] * (k + 1)
+
+    def g(a):
+        z = min(1.0, max(0.0, (abs(a) - delta) / (dp - delta)))
+        return 1 - span * (3 * z * z - 2 * z ** 3)
+
+    def gprime(a):
+        z = min(1.0, max(0.0, (abs(a) - delta) / (dp - delta)))
+        return -math.copysign(1, a) * 6 * span * z * (1 - z) / (dp - delta)
+
+    trace = []
+    ref_model = copy.deepcopy(model)
+    c = coupling
+    for t in range(steps):
+        with torch.no_grad():
+            for q, p in zip(ref_model.parameters(), params, strict=True):
+                q.copy_(p)
+        ref_model.zero_grad()
+        xb, yb = batch(t)
+        ell = _loss(ref_model, xb, yb)
+        ell.backward()
+        u_tilde = n * (ell.item() + 0.5 * wd * sum((p ** 2).sum().item() for p in params))
+        if c == "auto":
+            c = max(1.0, (u_tilde + 0.5 * d * tc) / tc)
+        grads = [n * (q.grad + wd * p) for q, p in zip(ref_model.parameters(), params,
+                                                        strict=True)]
+        eps = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+        r = [(1 - eta * gamma) * ri - eta * gi + math.sqrt(2 * eta * gamma * tc / g(alpha)) * e
+             for ri, gi, e in zip(r, grads, eps, strict=True)]
+        alpha = alpha + eta_a * r_a
+        if abs(alpha) > dp:
+            alpha = math.copysign(1, alpha) * (2 * dp - abs(alpha))
+            r_a = -r_a
+        centres = [alpha, -alpha]
+        centres += [2 * dp - x for x in centres if dp - x < 4 * sig] + \
+                   [-2 * dp - x for x in centres if x + dp < 4 * sig]
+        vb = [v + sum(w * tc * math.exp(-(a - x) ** 2 / (2 * sig ** 2)) for x in centres)
+              for v, a in zip(vb, nodes, strict=True)]
+        h_tot = u_tilde + 0.5 * sum((ri ** 2).sum().item() for ri in r)
+        kstar = min(k - 1, max(0, math.floor((alpha + dp) / (2 * dp / k))))
+        db = (vb[kstar + 1] - vb[kstar]) / (2 * dp / k)
+        pre = 0.5 * d * tc / g(alpha) if prebias else 0.0
+        h = -gprime(alpha) * (h_tot - pre) / c - db
+        e_a = torch.randn((), generator=gen, dtype=torch.float64).item()
+        r_a = mom * r_a + eta_a * h + math.sqrt(2 * (1 - mom) * tc) * e_a  # mu_alpha = mu
+        params = [p + eta * ri for p, ri in zip(params, r, strict=True)]
+        trace.append((torch.cat([p.flatten() for p in params]), alpha, r_a, list(vb), c))
+    return trace
+
+
+@pytest.mark.parametrize("coupling,prebias", [("auto", True), (3.0, False)])
+def test_transcription_of_the_default_tempering(coupling, prebias):
+    model, batch = _problem()
+    hp = dict(lr=0.02, mom=0.8, n=50, tc=2.0, wd=1e-3, seed=3, delta=0.2, dp=0.6, span=0.7,
+              w=0.5, sig=0.05, k=60, a_step=0.05, coupling=coupling, prebias=prebias)
+    ref = _reference_intensive(model, batch, 50, **hp)
+    opt = CTLD(model.parameters(), lr=hp["lr"], momentum=hp["mom"], num_data=hp["n"],
+               sampling_steps=1000, temperature=hp["tc"], weight_decay=hp["wd"], seed=hp["seed"],
+               delta=hp["delta"], delta_prime=hp["dp"], span=hp["span"], hill_height=hp["w"],
+               hill_width=hp["sig"], num_bins=hp["k"], alpha_step=hp["a_step"],
+               coupling_scale=coupling, kinetic_prebias=prebias)
+    got = []
+    visited = set()
+    for t in range(50):
+        _run(model, opt, batch, 1, start=t, trace=got)
+        a = abs(opt.alpha)
+        visited.add("cold" if a <= 0.2 else "ramp" if a < 0.6 - 4 * 0.05 else "wall")
+    assert visited == {"cold", "ramp", "wall"}  # g' != 0, the flat region and the mirrors
+    a_scale = max(abs(x[1]) for x in ref)
+    r_scale = max(abs(x[2]) for x in ref)
+    for (th, al, ra), (th_r, al_r, ra_r, _, _) in zip(got, ref, strict=True):
+        assert (th - th_r).abs().max() <= 1e-12 * th_r.abs().max()
+        assert abs(al - al_r) <= 1e-12 * a_scale
+        assert abs(ra - ra_r) <= 1e-12 * r_scale
+    assert torch.allclose(opt.bias, torch.tensor(ref[-1][3], dtype=torch.float64), rtol=1e-12)
+    assert opt.coupling_scale == pytest.approx(ref[-1][4], rel=1e-12)
+    d = opt.diagnostics()
+    assert {"force_coupling", "force_prebias", "coupling_scale", "crossings"} <= set(d)
+
+
+def test_alpha_step_is_independent_of_lr_and_num_data():
+    """In the cold region (g' = 0) and without hills, alpha is an Ornstein-Uhlenbeck chain
+    with step alpha_step/sqrt(T_c): the same draws give the same alpha path for any lr, N."""
+    paths = []
+    for lr, n in ((0.1, 10), (1e-4, 10**6)):
+        p = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+        opt = CTLD([p], lr=lr, momentum=0.9, num_data=n, sampling_steps=100, seed=4,
+                   hill_height=0.0, temperature=0.5)
+        path = []
+        for _ in range(20):
+            p.grad = p.detach().clone()
+            opt.step(loss=0.5 * float(p.detach() @ p.detach()))
+            path.append(opt.alpha)
+        assert max(abs(a) for a in path) < 0.4  # stayed cold
+        paths.append(path)
+    assert paths[0] == paths[1]
+
+
+def test_hills_are_mirrored_at_the_walls_and_only_deposited_inside():
+    w, sig, k, tc = 0.7, 0.04, 300, 2.0
+    p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    opt = CTLD([p], lr=0.01, momentum=0.5, num_data=1, sampling_steps=100, hill_height=w,
+               hill_width=sig, num_bins=k, temperature=tc, alpha_init=1.46, seed=0)
+    opt._r_alpha = 0.0  # deposit exactly at alpha_init
+    p.grad = torch.zeros_like(p)
+    opt.step(loss=0.0)
+    a = 1.46
+    nodes = opt.bias_nodes
+    expect = sum(w * tc * torch.exp(-(nodes - x) ** 2 / (2 * sig ** 2))
+                 for x in (a, -a, 3.0 - a, -3.0 + a))
+    assert torch.allclose(opt.bias, expect, rtol=1e-12, atol=1e-300)
+    # the images make V_b symmetric about each wall: the bias force in the wall bin is the
+    # difference across one grid step of a symmetric curve, ~ 10x smaller than without them
+    no_image = w * tc * torch.exp(-(nodes - a) ** 2 / (2 * sig ** 2))
+    width = 3.0 / k
+    assert abs(opt.bias_force(1.4999)) < 0.1 * abs((no_image[-1] - no_image[-2]).item() / width)
+    # linear walls: alpha outside [-delta', delta'] deposits nothing
+    q = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    opt = CTLD([q], lr=0.01, momentum=0.5, num_data=1, sampling_steps=100, hill_height=w,
+               confinement="linear", temperature=tc, alpha_init=1.8, seed=0)
+    opt._r_alpha = 0.0
+    q.grad = torch.zeros_like(q)
+    opt.step(loss=0.0)
+    assert opt.bias.abs().max() == 0.0
+
+
+def test_crossings_count_cold_hot_trips():
+    p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    opt = CTLD([p], lr=0.01, momentum=0.5, num_data=1, sampling_steps=100, hill_height=0.0,
+               temperature=0.0)  # no noise: alpha moves by alpha_step * r_alpha exactly
+    p.grad = torch.zeros_like(p)
+    for r, expect in ((30.0, 0), (40.0, 1), (-40.0, 1), (-30.0, 2), (-70.0, 3), (10.0, 3)):
+        opt._r_alpha = r
+        opt.step(loss=0.0)
+        assert opt.crossings == expect, (r, opt.alpha, opt.crossings)
+
+
+@pytest.mark.parametrize("tempering", ["intensive", "paper"])
+@pytest.mark.parametrize("bad", ["loss_1e308", "loss_nan", "grad_inf"])
+def test_a_refused_step_changes_no_state(tempering, bad):
+    """A loss whose energy N*loss overflows, a NaN loss or an inf gradient: FloatingPointError
+    and every piece of state (parameters, momenta, alpha, r_alpha, V_b, counters, generator)
+    is as before."""
+    model, batch = _problem()
+    opt = CTLD(model.parameters(), lr=0.01, momentum=0.9, num_data=10, sampling_steps=50,
+               seed=2, tempering=tempering)
+    _run(model, opt, batch, 5)
+    loss = _loss(model, *batch(5))
+    loss.backward()
+    before = copy.deepcopy(opt.state_dict())
+    params = [p.detach().clone() for p in model.parameters()]
+    value: object = loss
+    if bad == "loss_1e308":
+        value = 1e308
+    elif bad == "loss_nan":
+        value = float("nan")
+    else:
+        next(model.parameters()).grad[0] = float("inf")
+    with pytest.raises(FloatingPointError, match="not applied"):
+        opt.step(loss=value)
+    after = opt.state_dict()
+    for p, q in zip(model.parameters(), params, strict=True):
+        assert torch.equal(p, q)
+    for key, st in before["state"].items():
+        for name, val in st.items():
+            assert torch.equal(after["state"][key][name], val), name
+    for name, val in before["ctld"].items():
+        got = after["ctld"][name]
+        assert torch.equal(got, val) if isinstance(val, torch.Tensor) else got == val, name
+
+
+@pytest.mark.parametrize("make,err,needle", [
+    (lambda: torch.zeros(3, dtype=torch.complex64, requires_grad=True), TypeError, "complex"),
+    (lambda: torch.zeros(3, dtype=torch.int64), TypeError, "int64"),
+    (lambda: torch.nn.Parameter(torch.zeros(3, device="meta")), ValueError, "meta"),
+])
+def test_unsupported_parameters_are_named(make, err, needle):
+    with pytest.raises(err, match=needle):
+        CTLD([make()], lr=0.1, momentum=0.5, num_data=10, sampling_steps=5)
+    opt = CTLD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.5, num_data=10,
+               sampling_steps=5)
+    with pytest.raises(err, match=needle):
+        opt.add_param_group({"params": [make()]})
+    assert len(opt.param_groups) == 1  # no ghost group left behind
+    with pytest.raises(ValueError, match="span"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "span": 0.3})
+    assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("big_c", ["auto", 40.0])
+def test_scaling_invariance_of_the_default_tempering(big_c):
+    """(N, T_c, C) -> c (N, T_c, C), with w in units of T_c unchanged: theta and alpha are
+    unchanged and r_alpha scales by sqrt(c) (linear walls, so C acts)."""
+    c = 7.0
+    traces = []
+    for scale in (1.0, c):
+        model, batch = _problem()
+        cc = big_c if big_c == "auto" else big_c * scale
+        opt = CTLD(model.parameters(), lr=0.005, momentum=0.8, num_data=int(50 * scale),
+                   sampling_steps=1000, temperature=2.0 * scale, hill_height=0.5,
+                   hill_width=0.05, num_bins=60, delta=0.2, delta_prime=0.6, confine_force=cc,
+                   confinement="linear", seed=4, alpha_init=0.35, alpha_step=0.05)
+        tr = []
+        _run(model, opt, batch, 60, trace=tr)
+        traces.append(tr)
+    a_scale = max(abs(x[1]) for x in traces[0])
+    r_scale = max(abs(x[2]) for x in traces[0])
+    errs = [0.0, 0.0, 0.0]
+    for (th1, a1, r1), (th7, a7, r7) in zip(*traces, strict=True):
+        errs[0] = max(errs[0], ((th1 - th7).abs().max() / th1.abs().max()).item())
+        errs[1] = max(errs[1], abs(a1 - a7) / a_scale)
+        errs[2] = max(errs[2], abs(math.sqrt(c) * r1 - r7) / (math.sqrt(c) * r_scale))
+    assert max(errs) <= 1e-12, errs
+    assert any(0.2 < abs(x[1]) < 0.6 for x in traces[0])  # alpha sat on the ramp (g' != 0)
+    assert any(abs(x[1]) > 0.6 for x in traces[0])  # and beyond the wall (C acts)
+
+
+def test_resume_of_the_default_tempering_is_bit_identical():
+    def make():
+        model, batch = _problem(torch.float32, seed=1)
+        opt = CTLD(model.parameters(), lr=0.02, momentum=0.8, num_data=50, sampling_steps=150,
+                   seed=9, num_bins=60, delta=0.2, delta_prime=0.6, alpha_step=0.2)
+        return model, batch, opt
+
+    model, batch, opt = make()
+    _run(model, opt, batch, 200)
+    final = [p.detach().clone() for p in model.parameters()]
+    model, batch, opt = make()
+    _run(model, opt, batch, 137)
+    ckpt = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict()})
+    model, batch, opt = make()
+    _run(model, opt, batch, 3)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["opt"])
+    _run(model, opt, batch, 63, start=137)
+    for p, q in zip(model.parameters(), final, strict=True):
+        assert torch.equal(p, q)
