@@ -9,8 +9,8 @@ Every ``nn.Linear`` and the root are wrapped with ``fully_shard``: each rank hol
 rows of every parameter (a DTensor) and the optimizer steps on those local shards only. With
 ``noise="philox"`` the noise of element ``i`` of a parameter is a pure function of
 (seed, step, global index of ``i``), so each rank draws only its own shard's numbers and the
-sharded run follows the unsharded one. At the end rank 0 trains the same model unsharded on the
-same global batches and prints the largest difference (float32 rounding: FSDP2 averages the
+sharded run follows the unsharded one. At the end the same model is trained unsharded on the
+same global batches and rank 0 prints the largest difference (float32 rounding: FSDP2 averages the
 gradients in a different order than one process computes them; see docs/distributed.md).
 """
 
@@ -67,9 +67,11 @@ def train(rank: int, world: int, steps: int, hidden: int) -> None:
     fully_shard(model)
     data = batches(steps, 64)
     run(model, data, rank, world, seed=7)
-    full = [p.full_tensor() for p in model.parameters()]  # collective: every rank calls it
+    full = [p.full_tensor().detach() for p in model.parameters()]  # collective: all ranks
+    # the unsharded reference; every rank builds it, since building an optimizer under a
+    # process group is a collective call (the seed check)
+    ref = run(make_model(hidden), data, 0, 1, seed=7)
     if rank == 0:
-        ref = run(make_model(hidden), data, 0, 1, seed=7)
         diff = max(float((a - b).abs().max()) for a, b in zip(full, ref.parameters()))
         print(f"sharded on {world} ranks vs unsharded: max |difference| = {diff:.2e}")
 
