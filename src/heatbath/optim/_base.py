@@ -40,7 +40,8 @@ How a subclass adopts the base
    :meth:`param_key`/:meth:`philox_key` and ``self.step_count`` for counter-based noise.
 4. Optimizer-level state beyond ``self.state[p]`` goes into :meth:`_extra_state` /
    :meth:`_load_extra_state`; per-group tensors into ``self.group_state[i]`` (a dict, saved and
-   restored with the state dict).
+   restored with the state dict). :meth:`_check_saved_groups` may refuse a state dict before
+   anything is loaded; :meth:`_after_load` refreshes caches afterwards.
 5. A subclass whose ``step`` takes extra arguments (CTLD's ``loss=``) overrides ``step`` with the
    same body as :meth:`step` (``_collect`` → ``_check_finite`` → ``_update`` → count); torch's
    wrapper is applied to any ``step`` a subclass defines.
