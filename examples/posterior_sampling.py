@@ -16,12 +16,15 @@ test set, R-hat of the chains, a reliability diagram and a trace plot.
     python examples/posterior_sampling.py                    # small size, about a minute
     python examples/posterior_sampling.py --size tiny        # seconds (the test runs this)
     python examples/posterior_sampling.py --out runs/post    # also write the two figures
+
+With HEATBATH_TINY=1 in the environment the default size is "tiny".
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +199,8 @@ def spiral_case(steps: int, burn_in: int, thin: int, out: Path | None) -> dict[s
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=tuple(SIZES), default="small")
+    ap.add_argument("--size", choices=tuple(SIZES),
+                    default="tiny" if os.environ.get("HEATBATH_TINY") == "1" else "small")
     ap.add_argument("--out", type=Path, default=None, help="folder for the figures")
     args = ap.parse_args(argv)
     torch.manual_seed(0)

@@ -124,6 +124,11 @@ def _add_experiment_options(p: argparse.ArgumentParser, *, seeds_default: str,
                    help="decision map = mean classifier over the last K steps (default 10)")
     o.add_argument("--map-replicas", choices=("first", "mean"),
                    help="decision map of the first seed or the mean over seeds (default first)")
+    o.add_argument("--collect", metavar="burn_in=B,thin=K",
+                   help="keep posterior samples of every run (also max_samples=M, reservoir=1): "
+                        "the sample average's NLL/ECE beside the final iterates', R-hat/ESS "
+                        "and reliability diagrams in samples/ and summary.md "
+                        "(docs/sampling.md)")
     o.add_argument("--no-plots", action="store_true", help="write tables only")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
     o.add_argument("--resume", action="store_true",
@@ -172,6 +177,7 @@ _FLAG_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("snapshots", ("plots", "snapshots")),
     ("map_last_steps", ("plots", "map_last_steps")),
     ("map_replicas", ("plots", "map_replicas")),
+    ("collect", ("collect",)),
 )
 
 

@@ -117,7 +117,8 @@ DEFAULTS: dict[str, Any] = {
     "plots": {"enabled": True, "snapshots": 4, "map_last_steps": 10, "map_replicas": "first"},
     "methods": {},
 }
-_TOP_KEYS = set(DEFAULTS) | {"title", "description", "threads", "checkpoint_every", "workers"}
+_TOP_KEYS = set(DEFAULTS) | {"title", "description", "threads", "checkpoint_every", "workers",
+                              "collect"}
 _PLOT_KEYS = set(DEFAULTS["plots"])
 _METHOD_META_KEYS = {"method", "init"}
 
@@ -273,6 +274,10 @@ def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if c.get("checkpoint_every") is not None:
         c["checkpoint_every"] = _field("checkpoint_every", check_int, c["checkpoint_every"],
                                        low=1)
+    if c.get("collect") is not None:  # posterior samples (docs/sampling.md)
+        from heatbath.sampling.run import parse_collect
+
+        c["collect"] = _field("collect", lambda _, v: parse_collect(v), c["collect"])
 
     for section in ("data", "model", "plots", "methods"):
         if not isinstance(c[section], dict):

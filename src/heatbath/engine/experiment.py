@@ -305,7 +305,8 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
         method=prep.optims[label].method, hparams=prep.optims[label].hparams, label=label,
         seeds=c["seeds"], steps=steps, subsample=c["subsample"], eval_every=c["eval_every"],
         snapshot_steps=snapshot_steps, checkpoint_every=ckpt_every,
-        checkpoint=folder.checkpoint_path(label).relative_to(out_dir).as_posix())
+        checkpoint=folder.checkpoint_path(label).relative_to(out_dir).as_posix(),
+        collect=c.get("collect"))
         for label in labels]
     if executor is None:
         workers = c.get("workers", 1) or min(len(labels), os.cpu_count() or 1)
@@ -369,6 +370,13 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
     summaries, md_path, csv_path = write_summary(out_dir, rows, title=title, notes=notes,
                                                  steps=steps)
     files += [md_path, csv_path]
+    if c.get("collect"):  # posterior samples: final iterates vs sample average, R-hat/ESS
+        from heatbath.sampling.run import write_sample_reports
+
+        folders = {job.name.split("/", 1)[1]: job.folder(out_dir) / "samples" for job in jobs}
+        files += write_sample_reports(out_dir, prep.data, {lb: results[lb] for lb in labels},
+                                      c["collect"], md_path, sample_dirs=folders,
+                                      figures=plots_cfg["enabled"])
 
     if plots_cfg["enabled"]:
         files += _write_plots(out_dir, c, prep, results, rows, hp, title, is_2d, map_steps)

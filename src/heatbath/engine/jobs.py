@@ -41,6 +41,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -315,11 +316,13 @@ def classifier_job(name: str, *, data: Mapping[str, Any], model: Mapping[str, An
                    batch_size: int | None = None, eval_every: int | None = None,
                    eval_steps: Sequence[int] | None = None,
                    snapshot_steps: Sequence[int] = (), checkpoint_every: int | None = None,
-                   checkpoint: str | None = None) -> Job:
+                   checkpoint: str | None = None, collect: Mapping[str, Any] | None = None
+                   ) -> Job:
     """A :class:`Job` for :func:`train_classifier` (keyword arguments as in
     :func:`heatbath.engine.train`; ``data`` as for :func:`heatbath.data.make_dataset` with its
     ``name``; ``model`` as :class:`heatbath.engine.ModelSpec`'s fields; ``checkpoint`` as
-    :class:`Job`'s)."""
+    :class:`Job`'s; ``collect``: posterior-sample settings, the samples go to the job's
+    folder's ``samples/``)."""
     width = model.get("hidden", 20)
     widest = max(width) if isinstance(width, (list, tuple)) else int(width)
     setting = {
@@ -331,6 +334,8 @@ def classifier_job(name: str, *, data: Mapping[str, Any], model: Mapping[str, An
                   "snapshot_steps": sorted(set(snapshot_steps))},
         "checkpoint_every": checkpoint_every or max(1, steps // 10),
     }
+    if collect is not None:
+        setting["collect"] = dict(collect)
     return Job(name, setting, tuple(seeds), cost=float(steps) * len(seeds) * widest,
                checkpoint=checkpoint)
 
@@ -352,6 +357,11 @@ def train_classifier(job: Job, ctx: JobContext) -> Any:
     o = s["optimizer"]
     optim = OptimSpec(o["method"], o.get("hparams", {}), label=o.get("label"))
     t = dict(s["train"])
+    if s.get("collect") is not None:
+        samples = ctx.folder / "samples"
+        if not ctx.checkpoint.exists():  # training starts at step 0: earlier samples are stale
+            shutil.rmtree(samples, ignore_errors=True)
+        t.update(collect=s["collect"], collect_path=samples)
     return train(_dataset(s["data"]), model, optim, seeds=list(job.seeds),
                  progress=lambda step, total, _rows: ctx.progress(step, total),
                  checkpoint=ctx.checkpoint, checkpoint_every=s.get("checkpoint_every"),

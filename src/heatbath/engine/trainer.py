@@ -612,22 +612,37 @@ def train(
     checkpoint_every: int | None = None,
     resume: bool = False,
     num_threads: int | None = None,
+    collect: dict[str, Any] | None = None,
+    collect_path: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train one run (``seed``) or an ensemble (``seeds``) to ``steps`` and return the result.
 
     Arguments as for :class:`Trainer` and :meth:`Trainer.run`. With ``resume=True`` and an
     existing ``checkpoint`` file, training continues from it (the arguments must match the
-    checkpointed run, else ``ValueError``).
+    checkpointed run, else ``ValueError``). With ``collect`` (settings from
+    :func:`heatbath.sampling.run.parse_collect`) posterior samples of every run are stored in
+    the folder ``collect_path`` (see docs/sampling.md).
     """
     kwargs: dict[str, Any] = {"steps": steps, "subsample": subsample, "batch_size": batch_size,
                               "seed": seed, "seeds": seeds, "eval_every": eval_every,
                               "eval_steps": eval_steps, "snapshot_steps": snapshot_steps}
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
-    if resume and Path(checkpoint).exists():  # type: ignore[arg-type]
+    resuming = resume and Path(checkpoint).exists()  # type: ignore[arg-type]
+    if collect is not None:
+        if collect_path is None:
+            raise ValueError("collect needs collect_path, the folder for the samples")
+        if not resuming and (Path(collect_path) / "manifest.json").exists():
+            raise ValueError(f"collect_path {collect_path} holds samples of an earlier run, "
+                             "and this one starts at step 0; use an empty folder")
+    if resuming:
         trainer = Trainer.load(checkpoint, data, model, optimizer, **kwargs)  # type: ignore[arg-type]
     else:
         trainer = Trainer(data, model, optimizer, **kwargs)
+    if collect is not None:
+        from heatbath.sampling.run import collector_for
+
+        collector_for(trainer, collect, collect_path)
     return trainer.run(progress=progress, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, num_threads=num_threads)
 

@@ -171,7 +171,8 @@ def sample_report(model: nn.Module, head: str, samples_path: str | os.PathLike[s
         reliability_diagram({"final iterate (run 1)": (final[0], y_test),
                              "average of final iterates": (final.mean(0), y_test),
                              "sample average": (pred.probs, y_test)},
-                            path=figure, title=f"{label}: test set")
+                            n_bins=10, binning="equal_mass", path=figure,
+                            title=f"{label}: test set")
     return report
 
 
@@ -211,18 +212,22 @@ def report_markdown(reports: Mapping[str, Mapping[str, Any]],
 
 def write_sample_reports(out_dir: str | os.PathLike[str], data: Any,
                          results: Mapping[str, Any], settings: Mapping[str, Any],
-                         summary_md: str | os.PathLike[str] | None = None) -> list[Path]:
+                         summary_md: str | os.PathLike[str] | None = None, *,
+                         sample_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+                         figures: bool = True) -> list[Path]:
     """After an experiment with ``collect``: one report per method, written to the run folder.
 
     Writes ``samples/reliability_<label>.png`` and ``samples/report.json``, and appends the
     :func:`report_markdown` section to ``summary_md`` when given.
 
     Args:
-        out_dir: the run folder (its ``samples/<label>/`` hold the collected samples).
+        out_dir: the run folder.
         data: the experiment's :class:`heatbath.data.Dataset`.
         results: ``{label: TrainResult}``.
         settings: the collect settings (shown in the section's first line).
         summary_md: the run's ``summary.md``.
+        sample_dirs: ``{label: folder of its samples}`` (default ``samples/<label>/``).
+        figures: write the reliability diagrams.
 
     Returns:
         The files written.
@@ -231,12 +236,16 @@ def write_sample_reports(out_dir: str | os.PathLike[str], data: Any,
 
     root = Path(out_dir) / SAMPLES_DIR
     root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("reliability_*.png"):  # an earlier run's methods
+        old.unlink()
     reports: dict[str, dict[str, Any]] = {}
     files: list[Path] = []
     for label, result in results.items():
         fig = root / f"reliability_{label}.png"
-        reports[label] = sample_report(result.model, result.head, root / label, data.X_test,
-                                       data.y_test, label=label, figure=fig)
+        folder = root / label if sample_dirs is None else Path(sample_dirs[label])
+        reports[label] = sample_report(result.model, result.head, folder, data.X_test,
+                                       data.y_test, label=label,
+                                       figure=fig if figures else None)
         if fig.exists():
             files.append(fig)
     files.append(write_json(root / "report.json", {"settings": dict(settings),
