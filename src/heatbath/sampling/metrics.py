@@ -172,7 +172,8 @@ def reliability_diagram(curves: dict[str, tuple[Any, Any]], *, n_bins: int = 15,
     Args:
         curves: ``{label: (probs [n, k], y [n])}``, e.g. the final iterate and the sample
             average; each label gets its ECE in the legend.
-        n_bins, binning: as for :func:`calibration_bins`.
+        n_bins: number of bins, as for :func:`calibration_bins`.
+        binning: ``"equal_width"`` or ``"equal_mass"``, as for :func:`calibration_bins`.
         path: if given, save the figure there and close it.
         title: a figure title.
 

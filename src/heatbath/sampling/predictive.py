@@ -60,7 +60,8 @@ class Predictive:
             whose R̂ says whether the chains agree on their predictions.
         path: ``"loop"`` or ``"vmap"``, the evaluation path that ran; ``reason`` why.
         timings: seconds per sample of the paths that were timed.
-        n_samples, n_chains: S and R.
+        n_samples: S, the number of samples per chain.
+        n_chains: R, the number of chains.
     """
 
     task: str

@@ -26,7 +26,8 @@ whose Gibbs density :math:`\exp(-\bar L/\tau)` is the posterior at :math:`\tau =
   :math:`C = (I - hA)C(I - hA) + 2\tau h I`, i.e. :math:`C = \tau A^{-1}(I - hA/2)^{-1}`:
   an O(h) inflation of every variance (:meth:`LinearGaussianProblem.sgld_covariance`).
 - Adaptive Langevin (AdLaLa's first layer) is not exact for a quadratic potential; its
-  configurational error is O(h²) (see docs/sampling.md, section 'A worked case').
+  configurational error is O(h²) (see docs/sampling.md, section 'A worked case with a known
+  answer').
 
 See examples/posterior_sampling.py for the whole comparison, calibration included.
 """
@@ -152,8 +153,11 @@ def make_linear_problem(n_train: int = 50, n_test: int = 200, d: int = 3, *,
     """A random problem: :math:`x \\sim N(0, I)`, :math:`\\theta` drawn from the prior.
 
     Args:
-        n_train: N (>= 2); n_test: test points (>= 1); d: input dimension (>= 1).
-        noise_std: s (> 0); prior_std: :math:`\\sigma_p` (> 0).
+        n_train: N, the number of training points (>= 2).
+        n_test: number of test points (>= 1).
+        d: input dimension (>= 1).
+        noise_std: s, the observation noise's standard deviation (> 0).
+        prior_std: :math:`\\sigma_p`, the prior's standard deviation (> 0).
         test_scale: test inputs are drawn from :math:`N(0, \\text{test\\_scale}^2 I)`; above 1
             they reach where the data are sparse and the posterior's spread matters.
         seed: seed of the draws.
@@ -196,7 +200,10 @@ def sample_posterior(problem: LinearGaussianProblem, method: str, *, chains: int
             ``"adlala"`` (AdL on the weights, BAOAB on the bias; defaults ``gamma=2``,
             ``sigma_A = √(2·2·τ)`` so that ξ settles near 2, ``epsilon = 1/(dτ)``,
             ``xi0 = 2``).
-        chains, steps, burn_in, thin: the run and the collector's settings.
+        chains: number of chains (replicas), each started from its own prior draw.
+        steps: optimizer steps.
+        burn_in: the collector's burn-in (steps).
+        thin: the collector's thinning.
         h: step size.
         seed: seed of the initialisation (drawn from the prior) and of the noise.
         **hparams: override the method's defaults above.

@@ -135,7 +135,8 @@ def sample_report(model: nn.Module, head: str, samples_path: str | os.PathLike[s
         model: the trained model (single, or ensemble of R runs) at its final parameters.
         head: ``"sigmoid"`` or ``"softmax"``.
         samples_path: the collector's folder.
-        X_test, y_test: test inputs and labels.
+        X_test: test inputs.
+        y_test: test labels.
         label: the method's name (figure title).
         figure: where to write the reliability diagram (None: no figure).
 
