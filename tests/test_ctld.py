@@ -1,6 +1,6 @@
-"""CTLD: deterministic acceptance properties of spec/ctld.md §10 (1-4, 8a, 9, 11, 12, 14).
+"""CTLD: deterministic properties of both temperings (docs/ctld.md, "Tests").
 
-The statistical properties (5-8, 10) are in ``test_ctld_stats.py``.
+The statistical properties are in ``test_ctld_stats.py``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_g_shape_and_derivative():
         assert g_scale_prime(e, D, DP, S).abs().max() < 1e-5
 
 
-def test_defaults_are_the_spec_table():
+def test_paper_defaults_are_the_documented_table():
     d = ctld_defaults("paper")
     assert (d["delta"], d["delta_prime"], d["span"]) == (0.4, 1.5, 0.85)
     assert (d["hill_height"], d["hill_width"], d["num_bins"]) == (20.0, 0.04, 300)
@@ -90,10 +90,11 @@ def test_defaults_are_the_spec_table():
 # --------------------------------------------------------------------------- property 2
 def _reference(model, batch, steps, *, lr, mom, n, tc, wd, seed, delta, dp, span, w, sig, k,
                conf, big_c):
-    """Float64 transcription of Algorithm 1 in the paper's units (spec §3), mapped by §4."""
+    """Float64 transcription of Algorithm 1 in the paper's units, mapped to heatbath's by
+    docs/ctld.md, "Algorithm 1 as heatbath runs it"."""
     eta = math.sqrt(lr / n)
     gamma = (1 - mom) / eta
-    eta_a, gamma_a = eta, gamma  # D11 defaults
+    eta_a, gamma_a = eta, gamma  # the paper shares eta and gamma with alpha
     gen = torch.Generator().manual_seed(seed)
     params = [p.detach().clone() for p in model.parameters()]
     # r0 ~ N(0, T_c I) written through b0 = sqrt(T_c/(lr N)) xi and r = -sqrt(lr N) b
