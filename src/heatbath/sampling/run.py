@@ -18,6 +18,7 @@ See docs/sampling.md, section 'From the command line'.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from heatbath._validate import check_int
 from heatbath.models.heads import loss_per_sample, probabilities
 
 from .collector import SampleCollector
+from .diagnostics import trace_plot
 from .metrics import classification_metrics, reliability_diagram
 from .predictive import chain_diagnostics, predictive
 
@@ -138,7 +140,8 @@ def sample_report(model: nn.Module, head: str, samples_path: str | os.PathLike[s
         X_test: test inputs.
         y_test: test labels.
         label: the method's name (figure title).
-        figure: where to write the reliability diagram (None: no figure).
+        figure: where to write the reliability diagram (None: no figures); a trace plot of
+            the chains goes beside it, ``trace_<label>.png``.
 
     Returns:
         ``{"final": metrics averaged over runs, "runs_average": metrics of the runs' average
@@ -168,6 +171,15 @@ def sample_report(model: nn.Module, head: str, samples_path: str | os.PathLike[s
     report["path"] = pred.path
     if pred.n_samples >= 4:
         report["diagnostics"] = chain_diagnostics(samples_path, pred, n_projections=2)
+    if figure is not None and pred.n_samples >= 4:
+        meta = json.loads(col_manifest.read_text())["samples"]
+        meta = sorted(meta, key=lambda m: m["step"])
+        series: dict[str, Any] = {"test log-likelihood": pred.per_sample}
+        if all(m["loss"] is not None for m in meta):
+            series = {"training loss": [list(r) for r in zip(*[m["loss"] for m in meta])],
+                      **series}
+        trace_plot(series, steps=[m["step"] for m in meta],
+                   path=Path(figure).with_name(f"trace_{label}.png"), title=label)
     if figure is not None:
         reliability_diagram({"final iterate (run 1)": (final[0], y_test),
                              "average of final iterates": (final.mean(0), y_test),
@@ -218,7 +230,8 @@ def write_sample_reports(out_dir: str | os.PathLike[str], data: Any,
                          figures: bool = True) -> list[Path]:
     """After an experiment with ``collect``: one report per method, written to the run folder.
 
-    Writes ``samples/reliability_<label>.png`` and ``samples/report.json``, and appends the
+    Writes ``samples/reliability_<label>.png``, ``samples/trace_<label>.png`` and
+    ``samples/report.json``, and appends the
     :func:`report_markdown` section to ``summary_md`` when given.
 
     Args:
@@ -237,8 +250,9 @@ def write_sample_reports(out_dir: str | os.PathLike[str], data: Any,
 
     root = Path(out_dir) / SAMPLES_DIR
     root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob("reliability_*.png"):  # an earlier run's methods
-        old.unlink()
+    for pattern in ("reliability_*.png", "trace_*.png"):  # an earlier run's methods
+        for old in root.glob(pattern):
+            old.unlink()
     reports: dict[str, dict[str, Any]] = {}
     files: list[Path] = []
     for label, result in results.items():
@@ -247,8 +261,7 @@ def write_sample_reports(out_dir: str | os.PathLike[str], data: Any,
         reports[label] = sample_report(result.model, result.head, folder, data.X_test,
                                        data.y_test, label=label,
                                        figure=fig if figures else None)
-        if fig.exists():
-            files.append(fig)
+        files += [f for f in (fig, root / f"trace_{label}.png") if f.exists()]
     files.append(write_json(root / "report.json", {"settings": dict(settings),
                                                    "methods": reports}))
     if summary_md is not None:
