@@ -1,4 +1,4 @@
-"""Training engine: single runs and batched ensembles of runs (spec §6–7).
+"""Training engine: single runs and batched ensembles of runs (docs/how-to/ensembles.md).
 
 Public API (stable; the CLI and reports build on it)::
 
