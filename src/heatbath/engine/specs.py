@@ -28,7 +28,7 @@ MODEL_NAMES = ("shlp", "mlp")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A classifier architecture (spec §6).
+    """A classifier architecture (docs/data.md, section 'Models and protocol').
 
     Attributes:
         name: ``"shlp"`` (one hidden layer of width ``hidden``) or ``"mlp"`` (``hidden`` an int or
