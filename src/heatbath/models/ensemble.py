@@ -17,7 +17,7 @@ into a single model (:meth:`EnsembleMLP.replica`).
 
 Initialisation: replica r is initialised exactly as the single model with ``seed = seeds[r]``
 (same generator, same draw order), so replica r starts bit-identical to ``MLP(..., seed=seeds[r])``.
-``torch.func.vmap`` was measured to be far slower for such small layers (spec/performance.md).
+``torch.func.vmap`` was measured to be far slower for such small layers.
 """
 
 from __future__ import annotations
