@@ -1,4 +1,4 @@
-"""Models for heatbath's experiments (spec §6).
+"""Models for heatbath's experiments (docs/data.md, section 'Models and protocol').
 
 - :class:`SHLP` — single-hidden-layer perceptron (the paper's model), sigmoid/BCE or softmax/CE.
 - :class:`MLP` — plain fully connected classifier (e.g. MNIST: ``MLP(784, 500, 10)``).
