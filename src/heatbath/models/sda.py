@@ -7,7 +7,7 @@ R^{n_{k+1}}` and back with an untied decoder :math:`\\hat x_k = V_k h + d_k`, wh
 image for k = 1. Hidden units are ReLU, the 10-d code is linear, reconstructions are linear;
 Xavier (Glorot-uniform) weights, zero biases (the paper uses Xavier). Loss per example: mean
 squared error over the features of :math:`x_k`. These are heatbath's choices where the paper
-gives only "dropout 0.2 on each layer except the first and last" (spec ``ctld.md`` §9, E1).
+gives only "dropout 0.2 on each layer except the first and last" (docs/ctld.md).
 """
 
 from __future__ import annotations
