@@ -3,7 +3,7 @@
     z = W_L φ(… φ(W_1 x + b_1) …) + b_L,
 
 with activation φ between layers and a sigmoid/BCE or softmax/CE head on the logits z (see
-``heatbath.models.heads``). For MNIST (spec §6): ``MLP(784, 500, 10)`` is
+``heatbath.models.heads``). For MNIST (docs/data.md): ``MLP(784, 500, 10)`` is
 Linear(784 → 500) → ReLU → Linear(500 → 10) with cross-entropy.
 
 Initialisation (``init``):
