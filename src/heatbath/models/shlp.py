@@ -1,4 +1,4 @@
-"""Single-hidden-layer perceptron (SHLP), the paper's model (spec §6).
+"""Single-hidden-layer perceptron (SHLP), the paper's model (docs/data.md).
 
     z = W₂ φ(W₁ x + b₁) + b₂,    p(y = 1 | x) = σ(z),    loss = mean binary cross-entropy,
 
