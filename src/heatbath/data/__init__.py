@@ -1,4 +1,4 @@
-"""Classification data for heatbath's experiments (spec §5).
+"""Classification data for heatbath's experiments (docs/data.md).
 
 - :func:`spirals` — two interleaved spirals, paper Eq. 16.
 - :func:`trig` — planar trigonometric data, heatbath's documented stand-in for paper Eq. 17.
