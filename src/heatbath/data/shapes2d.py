@@ -1,4 +1,4 @@
-r"""Binary 2-D toy sets used by the structure-preserving literature (spec §11).
+r"""Binary 2-D toy sets used by the structure-preserving literature (docs/structure-preserving.md).
 
 Every generator has the signature ``gen(n, noise_std=0.0, *, seed=None, embed_dim=None)`` and
 returns ``(X, y)``: float32 inputs ``[n, 2]`` (or ``[n, embed_dim]``) and int64 labels in {0, 1}.
