@@ -44,8 +44,9 @@ class AdLaLa(Partitioned):
         sigma_A: additive noise amplitude σ_A (≥ 0) of the first layer.
         epsilon: thermostat coupling ε (≥ 0).
         xi0: initial ξ.
-        seed, replicas, and other keywords of :class:`Partitioned` (e.g. ``xi_per``,
-        ``epsilon_scale``, ``check_finite``).
+        seed: seed of the noise (see :class:`Partitioned`).
+        **kwargs: ``replicas`` and the other keywords of :class:`Partitioned` (e.g.
+            ``xi_per``, ``epsilon_scale``, ``check_finite``).
 
     ``param_groups[0]`` is the first layer (``method="adl"``), ``param_groups[1]`` the rest
     (``method="baoab"``).
