@@ -37,7 +37,8 @@ class LOL(Partitioned):
         gamma1: friction γ₁ (≥ 0) of the first layer.
         tau1: temperature τ₁ (≥ 0) of the first layer.
         tau2: temperature τ₂ (≥ 0) of the other layers; ``None`` means τ₂ = τ₁.
-        seed, replicas, and other keywords of :class:`Partitioned`.
+        seed: seed of the noise (see :class:`Partitioned`).
+        **kwargs: ``replicas`` and the other keywords of :class:`Partitioned`.
     """
 
     def __init__(
