@@ -362,7 +362,7 @@ def _prepared(plan: Any, grads: list[Tensor], step: int) -> Any:
     """``plan`` with this step's noise generated (``Partitioned._check_finite`` usually did it,
     fused with the finiteness check)."""
     if plan.prepared_step != step:
-        plan.prepare(grads, step)
+        plan.prepare(grads, step, check_small=False)
     return plan
 
 
@@ -737,8 +737,11 @@ class Partitioned(HeatbathOptimizer):
             replicas = w.group["replicas"] if w.group["method"] == "adl" else None
             plan = _philox_plan(noise, w.local, idx, replicas, self.foreach)
             grads = [w.grads[k] for k in idx]
-            fused_checks.append(plan.prepare(grads, self.step_count))
-            left = [k for k in range(len(w.grads)) if k not in set(idx)]
+            check = plan.prepare(grads, self.step_count, check_small=False)
+            if check is not None:
+                fused_checks.append(check)
+            big = {idx[i] for i in plan.big}  # small tensors: the base's one-kernel check
+            left = [k for k in range(len(w.grads)) if k not in big]
             if left:
                 rest.append(dataclasses.replace(
                     w, grads=[w.grads[k] for k in left],

@@ -818,6 +818,15 @@ def adl_kinetic_draw(key: int, step: int, replica: int, n: int, a2: float, c: fl
     return (math.sqrt(a2) + c * x_first) ** 2 + c * c * 2.0 * gamma
 
 
+def _fe_scalar(x: ScalarLike, dtype: torch.dtype) -> Tensor | float:
+    """A coefficient for the small tensors' ``foreach`` ops: a Python float where it rounds the
+    same (float32/float64 compute in their own precision, with the scalar cast to it), which
+    keeps torch on its fused multi-tensor kernels; a 0-d tensor of ``dtype`` otherwise."""
+    if dtype in (torch.float32, torch.float64):
+        return float(x)
+    return _scalar(x, dtype)
+
+
 # -- the per-group plan ----------------------------------------------------------------------
 class ListNoise:
     r"""Counter-based noise and fused steps for one parameter group's list of tensors.
@@ -913,17 +922,19 @@ class ListNoise:
                 for s, i in zip(self._starts, self.small)]
 
     # -- the step --------------------------------------------------------------------------------
-    def prepare(self, grads: list[Tensor], step: int, noise: bool = True) -> Tensor:
+    def prepare(self, grads: list[Tensor], step: int, noise: bool = True,
+                check_small: bool = True) -> Tensor | None:
         """Generate step ``step``'s noise (when ``noise``) and check ``grads`` (one per tensor).
 
         Changes no parameter. Returns a 0-d tensor that is finite exactly when every gradient
         is finite (a sum of ``grad * 0`` for large tensors, of ``foreach`` norms for small
         ones: those can also overflow on huge finite gradients; the caller looks closer before
-        raising).
+        raising), or None when nothing was checked. ``check_small=False`` leaves the small
+        tensors' gradients to the caller (whose own multi-tensor check is cheaper for them).
         """
         checks: list[Tensor] = []
-        t = torch.tensor(step, dtype=torch.int64)
         if self.big:
+            t = torch.tensor(step, dtype=torch.int64)
             gen = _list_kernel("gen_check", self.compiled)
             for i in self.big:
                 g = grads[i].reshape(-1)
@@ -937,13 +948,13 @@ class ListNoise:
                 else:
                     checks.append((g * 0).sum())
         if self.small:
-            norms = torch._foreach_norm([grads[i] for i in self.small])
-            checks.extend(norms)
+            if check_small:
+                checks.extend(torch._foreach_norm([grads[i] for i in self.small]))
             self._noise_small = self._small_noise(step) if noise else None
         if noise:
             self.prepared_step = step
         if not checks:
-            return torch.zeros((), dtype=self.dtype)
+            return None
         return checks[0] if len(checks) == 1 else torch.stack(checks).sum()
 
     def _noise(self, i: int) -> Tensor:
@@ -953,26 +964,30 @@ class ListNoise:
              std: ScalarLike) -> None:
         r""":math:`\theta \leftarrow \theta + (\sigma R - h g)` with the prepared noise
         (``std`` :math:`= \sigma`, e.g. :math:`\sqrt{2h\tau}`)."""
-        hs, ss = _scalar(h, self.dtype), _scalar(std, self.dtype)
-        run = _list_kernel("sgld", self.compiled)
-        for i in self.big:
-            run(params[i], grads[i], self._noise(i), hs, ss)
+        if self.big:
+            hs, ss = _scalar(h, self.dtype), _scalar(std, self.dtype)
+            run = _list_kernel("sgld", self.compiled)
+            for i in self.big:
+                run(params[i], grads[i], self._noise(i), hs, ss)
         if self.small:
             P = [params[i] for i in self.small]
-            a = torch._foreach_mul(self._noise_small, ss)
-            torch._foreach_sub_(a, torch._foreach_mul([grads[i] for i in self.small], hs))
+            a = torch._foreach_mul(self._noise_small, _fe_scalar(std, self.dtype))
+            torch._foreach_sub_(a, torch._foreach_mul([grads[i] for i in self.small],
+                                                      _fe_scalar(h, self.dtype)))
             torch._foreach_add_(P, a)
 
     def baoab(self, params: list[Tensor], moms: list[Tensor], grads: list[Tensor],
               kick: ScalarLike, half_h: ScalarLike, c: ScalarLike, d: ScalarLike) -> None:
         r"""Merged-kick BAOAB (see :func:`baoab_philox_step`) with the prepared noise."""
-        k, hh, cc, dd = (_scalar(v, self.dtype) for v in (kick, half_h, c, d))
-        run = _list_kernel("baoab", self.compiled)
-        for i in self.big:
-            run(params[i], moms[i], grads[i], self._noise(i), k, hh, cc, dd)
+        if self.big:
+            k, hh, cc, dd = (_scalar(v, self.dtype) for v in (kick, half_h, c, d))
+            run = _list_kernel("baoab", self.compiled)
+            for i in self.big:
+                run(params[i], moms[i], grads[i], self._noise(i), k, hh, cc, dd)
         if self.small:
             P = [params[i] for i in self.small]
             M = [moms[i] for i in self.small]
+            k, hh, cc, dd = (_fe_scalar(v, self.dtype) for v in (kick, half_h, c, d))
             torch._foreach_add_(M, torch._foreach_mul([grads[i] for i in self.small], k))
             torch._foreach_add_(P, torch._foreach_mul(M, hh))
             torch._foreach_mul_(M, cc)
