@@ -217,7 +217,9 @@ def g_scale(alpha: Tensor, delta: float, delta_prime: float, span: float) -> Ten
 
     Args:
         alpha: values of the tempering variable.
-        delta, delta_prime, span: delta, delta' and S of Eq. 7.
+        delta: delta of Eq. 7 (g = 1 on |alpha| <= delta).
+        delta_prime: delta' of Eq. 7 (g = 1 - S on |alpha| >= delta').
+        span: S of Eq. 7.
 
     Returns:
         g(alpha), elementwise.
@@ -231,7 +233,9 @@ def g_scale_prime(alpha: Tensor, delta: float, delta_prime: float, span: float) 
 
     Args:
         alpha: values of the tempering variable.
-        delta, delta_prime, span: delta, delta' and S of Eq. 7.
+        delta: delta of Eq. 7 (g = 1 on |alpha| <= delta).
+        delta_prime: delta' of Eq. 7 (g = 1 - S on |alpha| >= delta').
+        span: S of Eq. 7.
 
     Returns:
         g'(alpha), elementwise.
@@ -263,11 +267,13 @@ class CTLD(Optimizer):
         tempering: ``"intensive"`` (default; docs/ctld.md, "Tempering at scale") or
             ``"paper"`` (Algorithm 1 exactly as printed).
         temperature: T_c >= 0, multiplies both noise variances.
-        delta, delta_prime, span: delta, delta', S of g (Eq. 7): 0 <= delta < delta',
-            0 <= S < 1.
+        delta: delta of g (Eq. 7), >= 0.
+        delta_prime: delta' of g (Eq. 7), > delta.
+        span: S of g (Eq. 7), in [0, 1).
         hill_height: metadynamics w >= 0; in units of T_c under ``"intensive"`` (default 0.5),
             of the N-scaled energy under ``"paper"`` (default 20).
-        hill_width, num_bins: metadynamics sigma > 0 and K >= 2 (Eqs. 13-14).
+        hill_width: metadynamics sigma > 0 (Eq. 13).
+        num_bins: K >= 2 bins of the bias grid (Eq. 14).
         confine_force: C > 0 or ``"auto"`` (C_t = 4 max|g'| |E_t|, E_t the coupling energy).
         confinement: ``"linear"`` (Eq. 11), ``"quadratic"`` or ``"reflect"``; default
             ``"reflect"`` (intensive) or ``"linear"`` (paper).
@@ -284,7 +290,8 @@ class CTLD(Optimizer):
         symmetric_bias: also deposit a hill at -alpha (g is even); default True (intensive)
             or False (paper).
         weight_decay: torch's L2 weight decay, part of the potential.
-        seed, generator: the randomness; ``generator`` wins over ``seed``.
+        seed: seed of the optimizer's own generator.
+        generator: a ``torch.Generator`` to draw from instead (wins over ``seed``).
         foreach: ``False`` uses a per-tensor loop instead of ``torch._foreach_*`` kernels.
         check_finite: raise ``FloatingPointError`` on a non-finite loss or gradient (costs one
             host synchronisation per step). A raised step leaves every piece of state as it

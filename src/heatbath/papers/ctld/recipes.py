@@ -128,7 +128,9 @@ def alpha_step_scale_for(lr: float, momentum: float, num_data: int, loss0: float
     kappa = min(1, sqrt(Delta (1 - mu_alpha)/F_0)/eta), mu_alpha = momentum.
 
     Args:
-        lr, momentum, num_data: CTLD's lr, momentum and N.
+        lr: CTLD's lr.
+        momentum: CTLD's momentum.
+        num_data: N.
         loss0: the mean loss of the first minibatch.
         num_params: d, the number of parameters.
         span: S (default: the optimizer's).
@@ -750,7 +752,11 @@ def configure_charrnn(*, quick: bool = False, size: str | None = None, seed: int
     """E2, step 1: sizes, corpus (split 90/5/5) and methods.
 
     Args:
-        quick, size, seed, methods, config: as :func:`configure_sda`.
+        quick: as :func:`configure_sda`.
+        size: as :func:`configure_sda`.
+        seed: as :func:`configure_sda`.
+        methods: as :func:`configure_sda`.
+        config: as :func:`configure_sda`.
         text_path: a UTF-8 text file (None: the Python standard library's source text).
 
     Returns:
@@ -940,7 +946,10 @@ def configure_sensitivity(*, quick: bool = False, size: str | None = None, seed:
     """E3, step 1: sizes, corpus (split 80/10/10) and the two readings of the paper's lr.
 
     Args:
-        quick, size, seed, config: as :func:`configure_sda`.
+        quick: as :func:`configure_sda`.
+        size: as :func:`configure_sda`.
+        seed: as :func:`configure_sda`.
+        config: as :func:`configure_sda`.
         text_path: as :func:`configure_charrnn`.
 
     Returns:
