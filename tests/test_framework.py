@@ -225,7 +225,8 @@ def test_reproduce_leaves_out_a_figure_with_missing_jobs(tmp_path: Path) -> None
 
 # --------------------------------------------------------------------------- local == ray
 
-_TIMES = re.compile(r"wall time|CPU|\d+(\.\d+)? s\b|time per method|Times|\| \*\*sum")
+_TIMES = re.compile(r"wall time|CPU|\d+(\.\d+)? s\b|time per method|Times|\| \*\*sum|"
+                    r"\| (quick|full)")
 
 
 def _outputs(root: Path) -> dict[str, bytes]:
