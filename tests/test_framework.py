@@ -230,14 +230,14 @@ _TIMES = re.compile(r"wall time|CPU|\d+(\.\d+)? s\b|time per method|Times|\| \*\
 
 
 def _outputs(root: Path) -> dict[str, bytes]:
-    """Every output file under ``root`` except the job folders (results with timings); lines
-    that state times are dropped from the Markdown files."""
+    """Every output file under ``root`` except the job folders and checkpoints (they hold wall
+    times); lines that state times are dropped from the Markdown files."""
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if not p.is_file() or "/jobs/" in f"/{rel}" or p.name == "result.json" \
-                or rel.startswith(("jobs/", "checkpoints/")) or p.name == ".heatbath-run":
-            continue
+        parts = set(Path(rel).parts[:-1])
+        if not p.is_file() or parts & {"jobs", "checkpoints"} or p.name == "result.json":
+            continue  # job results and checkpoints hold their wall times
         data = p.read_bytes()
         if p.suffix == ".md":
             data = b"\n".join(line for line in data.splitlines()
@@ -266,9 +266,12 @@ def test_local_and_ray_outputs_are_byte_identical(tmp_path: Path) -> None:
     }
     try:
         for what, argv in runs.items():
-            local, remote = tmp_path / what / "local", tmp_path / what / "ray"
-            assert cli.main(argv([], local)) == 0
-            assert cli.main(argv(["--executor", "ray"], remote)) == 0
+            # the same --out for both (configs record it), moved aside after each run
+            out, local, remote = (tmp_path / what / n for n in ("run", "local", "ray"))
+            assert cli.main(argv([], out)) == 0
+            out.rename(local)
+            assert cli.main(argv(["--executor", "ray"], out)) == 0
+            out.rename(remote)
             a, b = _outputs(local), _outputs(remote)
             assert a.keys() == b.keys() and len(a) >= 4, what
             for k in a:
