@@ -362,9 +362,11 @@ class HeatbathOptimizer(torch.optim.Optimizer):
 
         Up to ``_FINITE_FOREACH_MAX`` elements per device: one multi-tensor kernel
         (``torch._amp_foreach_non_finite_check_and_unscale_`` with scale 1, which rewrites each
-        gradient with its own value) and one host read. Larger models: one read-only sum per
-        gradient and one host read (a NaN or inf makes the sum non-finite; only then, or when
-        huge finite entries overflow it, are the tensors inspected one by one).
+        gradient with its own value) and one host read. Larger models: one read-only
+        multi-tensor 2-norm per dtype (``torch._foreach_norm``; float32 accumulation, no float64
+        copies) and one host read. A NaN or inf makes a norm non-finite; only then, or when
+        huge finite entries (above ~1e19 in float32) overflow it, are the tensors inspected one
+        by one, and only a genuinely non-finite gradient raises.
         """
         grads = [g for w in work for g in w.grads]
         flagged = False
@@ -379,8 +381,12 @@ class HeatbathOptimizer(torch.optim.Optimizer):
                     torch._amp_foreach_non_finite_check_and_unscale_(gs, found, one)
                     flagged = flagged or bool(found)
                 else:
-                    sums = [g.sum(dtype=torch.float64) for g in gs]
-                    flagged = flagged or not math.isfinite(float(torch.stack(sums).sum()))
+                    norms = []
+                    for dt in {g.dtype for g in gs}:  # fp16/bf16 normed in float32: no overflow
+                        norms += torch._foreach_norm(
+                            [g for g in gs if g.dtype == dt], 2,
+                            dtype=torch.float32 if dt.itemsize < 4 else None)
+                    flagged = flagged or not math.isfinite(float(torch.stack(norms).sum()))
         if extra:
             flagged = flagged or not all(bool(torch.isfinite(torch.as_tensor(t)).all())
                                          for t in extra)
