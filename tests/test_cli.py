@@ -418,3 +418,44 @@ def test_adlala_beats_adam_on_the_two_turn_spiral(tmp_path: Path,
     diff = statistics.fmean(acc["adlala"]) - statistics.fmean(acc["adam"])
     se = math.sqrt(statistics.variance(acc["adlala"]) / 8 + statistics.variance(acc["adam"]) / 8)
     assert diff > 4 * se, (acc, diff, se)
+
+
+class _RecordingBar:
+    """Stands in for the tqdm bar of ``compare`` (a terminal is needed for the real one)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.postfix: list[str] = []
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix.append(text)
+
+    def close(self) -> None:
+        pass
+
+
+def test_compare_progress_bar_shows_the_test_accuracy(tmp_path: Path, tiny_config: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from heatbath.engine import experiment
+
+    bars: list[_RecordingBar] = []
+    monkeypatch.setattr(experiment, "_progress_bar",
+                        lambda total, quiet: bars.append(_RecordingBar()) or bars[-1])
+    cfg = tomllib.loads(TINY) | {"out": str(tmp_path), "workers": 1}
+    cfg["plots"] = {"enabled": False}
+    res = experiment.run_experiment(cfg)
+    (bar,) = bars
+    assert bar.n == 40 * 3  # every step of the three methods
+    # one figure per evaluation (steps 0, 10, ..., 40: 5 per method): the mean test accuracy
+    # over the seeds at that step, as in metrics.csv
+    assert len(bar.postfix) == 5 * 3
+    rows = [r for r in res.rows if r["split"] == "test" and r["step"] == 40
+            and r["method"] == "sgd_slow"]
+    mean = sum(r["accuracy"] for r in rows) / len(rows)
+    assert bar.postfix[-1] == f"test acc {100 * mean:.1f} %"

@@ -9,17 +9,29 @@ marked slow.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import signal
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from heatbath.data import make_dataset
 from heatbath.engine import ModelSpec, OptimSpec, train
 from heatbath.engine.executors import JobEvent, LocalExecutor, Outcome, make_executor
-from heatbath.engine.jobs import Job, classifier_job, load_result, seed_blocks
+from heatbath.engine.jobs import (
+    Job,
+    JobResult,
+    ResultFileError,
+    classifier_job,
+    load_result,
+    result_bytes,
+    seed_blocks,
+)
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
@@ -46,9 +58,15 @@ def test_job_validation_and_key() -> None:
     job = _jobs()[0]
     assert job.key() == _jobs()[0].key()
     assert job.key() != _jobs(steps=61)[0].key()
-    for bad in ("", "a//b", "../x", "a b", "/abs"):
-        with pytest.raises(ValueError, match="job name"):
-            Job(bad, {}, (0,))
+    for bad in ("", "a//b", "../x", "a b", "/abs", "a/..", "a/./b", ".hidden", "a/-rf", "a/",
+                "x/result.pt", "a\\b", "a/b\n", "é", "a" * 129, 3):
+        with pytest.raises(ValueError, match="job name") as err:
+            Job(bad, {}, (0,))  # type: ignore[arg-type]
+        assert repr(bad) in str(err.value)  # the error names the job
+    for good in ("fig10/adam_h0.01", "s/adlala/tau1=1e-05,hidden=4/seeds0-2", "_x/a+b", "a" * 128):
+        assert Job(good, {}, (0,)).name == good
+    with pytest.raises(ValueError, match="checkpoint"):
+        Job("a", {}, (0,), checkpoint="../../etc/x.pt")
     with pytest.raises(ValueError, match="seeds"):
         Job("a", {}, ())
     with pytest.raises(ValueError, match="seeds"):
@@ -69,13 +87,108 @@ def test_inline_results_equal_the_engine(tmp_path: Path) -> None:
     data = make_dataset("spirals", n_train=120, n_test=100, seed=0)
     ref = train(data, ModelSpec("shlp", 8), OptimSpec("adlala", {"h": 0.1}), steps=60,
                 seeds=[0, 1, 2], eval_every=10)
-    assert out.value("t/adlala").rows == ref.rows
+    got = out.value("t/adlala")
+    assert got.rows == ref.rows
+    # the model came back from the (plain-data) result file: same class, same parameters
+    assert type(got.model) is type(ref.model) and got.ensemble and got.seeds == (0, 1, 2)
+    for k, v in ref.model.state_dict().items():
+        assert v.equal(got.model.state_dict()[k]), k
+    X = data.X_test[:7]
+    assert got.predict_proba(X).equal(ref.predict_proba(X))
     kinds = Counter(e.kind for e in events)
     assert kinds["start"] == kinds["done"] == 2 and kinds["progress"] >= 2 * 7
     # finished: the result file, no checkpoint left
     folder = tmp_path / "t" / "adlala"
     assert (folder / "result.pt").is_file() and not (folder / "checkpoint.pt").exists()
     assert (folder / "job.json").is_file()
+
+
+@dataclass
+class _Unknown:  # a dataclass outside heatbath: a result file may not rebuild it
+    x: int = 1
+
+
+def test_result_files_hold_plain_data_and_round_trip(tmp_path: Path) -> None:
+    from heatbath.engine.executors import JobEvent as OwnDataclass  # a heatbath dataclass
+
+    value = {"rows": [{"a": 1, "b": 0.5, "c": None, "d": "x"}], "t": (1, 2.5), "s": {3, 4},
+             "f": frozenset({"a"}), "arr": np.arange(6, dtype=np.float32).reshape(2, 3),
+             "np": np.float64(0.25), "ten": torch.arange(4), "bytes": b"\x00\x01", 7: "int key",
+             "own": OwnDataclass("done", "j", info={"test_acc": 0.5}),
+             "looks_tagged": {"__heatbath_value__": "ndarray", "x": 1}}
+    job = Job("v", {}, (0,))
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "result.pt").write_bytes(result_bytes(JobResult("v", job.key(), value)))
+    back = load_result(job, tmp_path).value  # type: ignore[union-attr]
+    assert back.keys() == value.keys()
+    for k in ("rows", "t", "s", "f", "bytes", 7, "own", "looks_tagged", "np"):
+        assert back[k] == value[k] and type(back[k]) is type(value[k]), k
+    assert back["arr"].dtype == np.float32 and (back["arr"] == value["arr"]).all()
+    assert back["ten"].equal(value["ten"])
+    # anything else is refused when the result is written, naming the job and the place
+    with pytest.raises(TypeError, match=r"job 'v': the result value\['bad'\]\.info is a "
+                                        r"builtins.object"):
+        result_bytes(JobResult("v", job.key(), {"bad": OwnDataclass("done", "j", info=object())}))
+    with pytest.raises(TypeError, match="_Unknown"):
+        result_bytes(JobResult("v", job.key(), [_Unknown()]))
+    with pytest.raises(TypeError, match="Linear"):
+        result_bytes(JobResult("v", job.key(), torch.nn.Linear(2, 2)))
+
+
+class _Exploit:
+    """Unpickling this would run ``open(path, "w")``: a tampered result file's payload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (self.path, "w"))
+
+
+def test_tampered_or_foreign_result_files_are_refused_without_running_code(
+        tmp_path: Path) -> None:
+    job = Job("j", {}, (0,))
+    folder = tmp_path / "j"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    buf = io.BytesIO()
+    torch.save({"format": "heatbath.engine.job-result/2", "name": "j", "key": job.key(),
+                "value": _Exploit(str(marker)), "wall_s": 0.0, "cpu_s": 0.0, "attempts": 1,
+                "meta": {}}, buf)
+    (folder / "result.pt").write_bytes(buf.getvalue())
+    with pytest.raises(ResultFileError, match=r"job 'j'.*not a heatbath result file that is "
+                                              r"safe to load"):
+        load_result(job, tmp_path)
+    assert not marker.exists()  # the payload never ran
+    # the executor reports it too (with --resume) instead of loading it
+    with pytest.raises(ResultFileError, match="result.pt"):
+        LocalExecutor(1).run([job], tmp_path, resume=True)
+    assert not marker.exists()
+    # a foreign file, and a plain-data file of another program
+    (folder / "result.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ResultFileError, match="safe to load"):
+        load_result(job, tmp_path)
+    buf = io.BytesIO()
+    torch.save({"weights": torch.ones(2)}, buf)
+    (folder / "result.pt").write_bytes(buf.getvalue())
+    with pytest.raises(ResultFileError, match="not a heatbath job result"):
+        load_result(job, tmp_path)
+    # a tagged value that names a class outside heatbath is not built
+    buf = io.BytesIO()
+    torch.save({"format": "heatbath.engine.job-result/2", "name": "j", "key": job.key(),
+                "value": {"__heatbath_value__": "dataclass", "type": "os:_wrap_close",
+                          "fields": {}}, "wall_s": 0.0, "cpu_s": 0.0, "attempts": 1,
+                "meta": {}}, buf)
+    (folder / "result.pt").write_bytes(buf.getvalue())
+    with pytest.raises(ResultFileError, match="only heatbath's own classes"):
+        load_result(job, tmp_path)
+    # without --resume the job's folder is cleared and the job runs
+    assert LocalExecutor(1).run([Job("j", {}, (0,), task="tests.test_executors:_plain_task")],
+                                tmp_path).value("j") == {"seeds": [0]}
+
+
+def _plain_task(job: Job, ctx: object) -> dict:
+    return {"seeds": list(job.seeds)}
 
 
 def test_failed_job_is_missing_and_the_others_finish(tmp_path: Path) -> None:

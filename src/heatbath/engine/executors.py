@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -69,7 +69,8 @@ class JobEvent:
     """What happened to a job.
 
     ``kind`` is ``"start"`` (an attempt began on a worker with process id ``pid``),
-    ``"progress"`` (at ``step`` of ``total``), ``"done"``, ``"reused"`` (finished in an earlier
+    ``"progress"`` (at ``step`` of ``total``; ``info`` holds the figures the task reported with
+    it, e.g. ``{"test_acc": 0.91}``), ``"done"``, ``"reused"`` (finished in an earlier
     run), ``"retry"`` (the worker died; ``attempt`` is the next one), or ``"failed"``
     (``message`` says why).
     """
@@ -82,6 +83,7 @@ class JobEvent:
     pid: int | None = None
     message: str = ""
     wall_s: float = 0.0
+    info: Mapping[str, float] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[JobEvent], None]
@@ -130,7 +132,9 @@ class ConsoleProgress:
                 self.frac[ev.job] = ev.step / ev.total
             if now - self._last.get(ev.job, now) >= self.every_s:
                 self._last[ev.job] = now
-                self.log(f"{self._head()} {ev.job}: step {ev.step:,}/{ev.total:,}")
+                acc = ev.info.get("test_acc")
+                figure = f", test acc {100 * acc:.1f} %" if acc is not None else ""
+                self.log(f"{self._head()} {ev.job}: step {ev.step:,}/{ev.total:,}{figure}")
         elif ev.kind in ("done", "reused"):
             self.done += 1
             self.frac[ev.job] = 1.0
@@ -254,7 +258,7 @@ def _worker_main(conn: Connection, root: str, threads: int | None, parent: int) 
         conn.send(("start", job.name, attempt, os.getpid()))
         try:
             execute(job, root, attempt=attempt, threads=threads,
-                    report=lambda s, t, n=job.name: conn.send(("progress", n, s, t)))
+                    report=lambda s, t, i, n=job.name: conn.send(("progress", n, s, t, i)))
             conn.send(("done", job.name))
         except shutdown.Interrupted:
             with contextlib.suppress(OSError):
@@ -300,7 +304,8 @@ class LocalExecutor(Executor):
                 emit(JobEvent("start", job.name, pid=os.getpid()))
                 try:
                     execute(job, root, threads=self.threads,
-                            report=lambda s, t, n=job.name: emit(JobEvent("progress", n, s, t)))
+                            report=lambda s, t, i, n=job.name: emit(
+                                JobEvent("progress", n, s, t, info=i)))
                 except Exception as exc:
                     failed(job, _why(exc))
                     continue
@@ -387,7 +392,8 @@ class LocalExecutor(Executor):
         if kind == "start":
             emit(JobEvent("start", name, attempt=msg[2], pid=msg[3]))
         elif kind == "progress":
-            emit(JobEvent("progress", name, msg[2], msg[3], attempt=w.attempt))
+            emit(JobEvent("progress", name, msg[2], msg[3], attempt=w.attempt,
+                          info=msg[4] if len(msg) > 4 else {}))
         elif kind == "done":
             w.job = None
             res = load_result(job, root)
@@ -451,7 +457,7 @@ def _ray_task(job: Job, root: str, attempt: int, threads: int | None, sink: Any)
     """A Ray task: announce the attempt, execute the job, return the result file's bytes."""
     sink.put.remote(("start", job.name, attempt, os.getpid()))
     return execute(job, root, attempt=attempt, threads=threads,
-                   report=lambda s, t: sink.put.remote(("progress", job.name, s, t)))
+                   report=lambda s, t, i: sink.put.remote(("progress", job.name, s, t, i)))
 
 
 def _import_ray() -> Any:
@@ -515,7 +521,8 @@ class RayExecutor(Executor):
                 if ev[0] == "start":
                     emit(JobEvent("start", ev[1], attempt=ev[2], pid=ev[3]))
                 else:
-                    emit(JobEvent("progress", ev[1], ev[2], ev[3]))
+                    emit(JobEvent("progress", ev[1], ev[2], ev[3],
+                                  info=ev[4] if len(ev) > 4 else {}))
 
         for job in jobs:
             submit(job, 1)

@@ -327,6 +327,9 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
             bar.update(step - done[label])
             done[label] = step
         bar.set_description(f"{len(results)}/{len(labels)} methods" if parallel else label)
+        acc = ev.info.get("test_acc") if ev.kind == "progress" else None
+        if acc is not None and math.isfinite(acc):  # the mean test accuracy over the seeds
+            bar.set_postfix_str(f"{label + ' ' if parallel else ''}test acc {100 * acc:.1f} %")
 
     def on_result(job: Job, res: JobResult) -> None:
         label = job.name.split("/", 1)[1]

@@ -13,13 +13,24 @@ A job is *finished* when ``result.pt`` exists and holds the job's :meth:`Job.key
 dies leaves at most a checkpoint; the next attempt resumes from it (the engine continues
 bit-identically) and the result is written once, so nothing is lost or counted twice.
 
+Result files hold plain data only and are read with ``torch.load(..., weights_only=True)``, so
+loading a result never runs code from the file (a tampered or foreign file is refused with a
+:class:`ResultFileError`). A task may return plain values (``None``, bool, int, float, complex,
+str, bytes), tensors, NumPy arrays and scalars, dicts, lists, tuples and sets of these, instances
+of dataclasses defined in heatbath's own modules (rebuilt field by field, without running their
+``__init__``), and heatbath's classifier models (:class:`heatbath.models.MLP`, ``SHLP`` and their
+ensembles, stored as constructor arguments and a state dict), so a
+:class:`heatbath.engine.TrainResult` round-trips. Anything else is a TypeError naming the job
+and where in the value it sits.
+
 Executors (:mod:`heatbath.engine.executors`) decide where jobs run: processes on this machine
 or a Ray cluster. Both call :func:`execute` on the worker and get the result file's bytes back,
 so a cluster without shared storage still collects every result into the driver's folder.
 
-A task is a function ``task(job: Job, ctx: JobContext) -> object`` (the object must pickle).
+A task is a function ``task(job: Job, ctx: JobContext) -> object`` (a value as above).
 It should checkpoint to ``ctx.checkpoint`` and resume from it when the file exists, and report
-``ctx.progress(step, total)``. Example (a custom training loop)::
+``ctx.progress(step, total)`` (optionally with a few figures: ``ctx.progress(step, total,
+{"test_acc": 0.91})``). Example (a custom training loop)::
 
     def train_sda(job: Job, ctx: JobContext) -> dict:
         model = build(job.setting, seed=job.seeds[0])
@@ -35,20 +46,25 @@ It should checkpoint to ``ctx.checkpoint`` and resume from it when the file exis
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
+import inspect
 import io
 import json
 import os
 import re
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from heatbath.output.io import write_bytes, write_json
 
@@ -57,6 +73,8 @@ __all__ = [
     "Job",
     "JobContext",
     "JobResult",
+    "ResultFileError",
+    "check_job_name",
     "classifier_job",
     "execute",
     "load_result",
@@ -68,12 +86,46 @@ __all__ = [
 #: the engine's classifier training (see :func:`train_classifier`)
 DEFAULT_TASK = "heatbath.engine.jobs:train_classifier"
 
-RESULT_FORMAT = "heatbath.engine.job-result/1"
+RESULT_FORMAT = "heatbath.engine.job-result/2"
 RESULT_FILE = "result.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 JOB_FILE = "job.json"
 
-_NAME = re.compile(r"^[A-Za-z0-9_.=+,\-]+(/[A-Za-z0-9_.=+,\-]+)*$")
+# one part of a job name: the safe-name rule of heatbath.engine.runfolder.check_component (first
+# character a letter, a digit or "_", so never ".", "..", a hidden name or an option-like "-x";
+# no path separator, so never absolute) with "= + ," added for settings such as "lr=0.01,h=2"
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+,\-]{0,127}")
+
+
+def check_job_name(name: object) -> str:
+    """Return ``name`` if it is a safe job name, else raise a ValueError naming it.
+
+    A job name is a relative path below the experiment's root: parts separated by ``/``, each
+    1 to 128 characters from ``A-Z a-z 0-9 _ . = + , -`` whose first is a letter, a digit or
+    ``_`` (the rule of :func:`heatbath.engine.runfolder.check_component`, plus ``= + ,``), and
+    none equal to a file the job writes (``job.json``, ``result.pt``, ``checkpoint.pt``). So a
+    name never climbs out of the root (``..``), is never absolute, hidden or empty.
+
+    Args:
+        name: the job's name.
+
+    Returns:
+        ``name``, unchanged.
+
+    Raises:
+        ValueError: ``name`` is not a string or not a safe relative path.
+    """
+    rule = ("parts of 1-128 characters from A-Z a-z 0-9 _ . = + , - starting with a letter, "
+            "digit or _, separated by '/'")
+    if not isinstance(name, str):
+        raise ValueError(f"job name must be a string of {rule}, got {name!r}")
+    for part in name.split("/"):
+        if not _PART.fullmatch(part):
+            raise ValueError(f"job name {name!r} is not a safe relative path: part {part!r} "
+                             f"breaks the rule ({rule})")
+        if part in (JOB_FILE, RESULT_FILE, CHECKPOINT_FILE):
+            raise ValueError(f"job name {name!r}: part {part!r} is the name of a job's own file")
+    return name
 
 
 def _canonical(obj: Any) -> Any:
@@ -94,7 +146,7 @@ class Job:
 
     Attributes:
         name: unique within the experiment; the folder below the root (``"fig10/adam_h0.01"``;
-            letters, digits, ``_ . = + , -``, parts separated by ``/``).
+            a safe relative path, see :func:`check_job_name`).
         setting: what to train, plain values only (what :func:`train_classifier` reads is
             documented there).
         seeds: the runs of the block (one batched ensemble).
@@ -114,10 +166,7 @@ class Job:
     checkpoint: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name) or any(
-                part in (".", "..") for part in self.name.split("/")):
-            raise ValueError(f"job name must be path parts of letters, digits and _ . = + , - "
-                             f"separated by '/', got {self.name!r}")
+        check_job_name(self.name)
         object.__setattr__(self, "setting", _canonical(self.setting))
         seeds = tuple(int(s) for s in self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
@@ -126,6 +175,11 @@ class Job:
         object.__setattr__(self, "seeds", seeds)
         if not isinstance(self.task, str) or ":" not in self.task:
             raise ValueError(f"task must be 'module:function', got {self.task!r}")
+        if self.checkpoint is not None and (
+                not isinstance(self.checkpoint, str)
+                or not all(_PART.fullmatch(p) for p in self.checkpoint.split("/"))):
+            raise ValueError(f"job {self.name!r}: checkpoint must be a safe relative path "
+                             f"(parts as in a job name), got {self.checkpoint!r}")
 
     def key(self) -> str:
         """A digest of what the job computes (task, setting, seeds): equal keys, equal results."""
@@ -148,8 +202,9 @@ class Job:
                 "seeds": list(self.seeds), "key": self.key()}
 
 
-#: ``report(step, total)`` from inside a task
-ProgressReport = Callable[[int, int], None]
+#: ``report(step, total, info)`` from inside a task; ``info`` holds a few figures of the run so
+#: far (e.g. ``{"test_acc": 0.91}``), or is empty
+ProgressReport = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -169,10 +224,37 @@ class JobContext:
     threads: int | None = 1
     report: ProgressReport | None = None
 
-    def progress(self, step: int, total: int) -> None:
-        """Report that the job is at ``step`` of ``total``."""
-        if self.report is not None:
-            self.report(int(step), int(total))
+    def progress(self, step: int, total: int, info: Mapping[str, float] | None = None) -> None:
+        """Report that the job is at ``step`` of ``total``.
+
+        Args:
+            step: steps done.
+            total: steps planned.
+            info: a few figures of the run so far, by name (e.g. ``{"test_acc": 0.91}``: the
+                progress display of ``compare`` shows it), or ``None``.
+        """
+        if self.report is None:
+            return
+        figures = {} if info is None else {str(k): float(v) for k, v in info.items()}
+        if _takes_info(self.report):
+            self.report(int(step), int(total), figures)
+        else:  # a two-argument report(step, total), as before progress carried figures
+            self.report(int(step), int(total))  # type: ignore[call-arg]
+
+
+def _takes_info(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes the figures as a third argument (``report(step, total, info)``)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    # a third argument without a default, or one named "info" (a default-bound third argument,
+    # as in ``lambda s, t, n=name: ...``, is not for the figures)
+    return (len([p for p in positional if p.default is p.empty]) >= 3
+            or any(p.name == "info" for p in positional[2:3]))
 
 
 @dataclass
@@ -204,40 +286,209 @@ def _resolve_task(task: str) -> Callable[[Job, JobContext], Any]:
     return fn  # type: ignore[no-any-return]
 
 
+# --------------------------------------------------------------------------- result files
+#
+# A result file is ``torch.save`` of plain data: what ``torch.load(weights_only=True)`` reads
+# (dicts, lists, tuples, sets, numbers, strings, bytes, tensors) and nothing that can run code on
+# loading. Other values are written as tagged dicts, ``{_TAG: kind, ...}``, and rebuilt by
+# :func:`_decode` only from heatbath's own dataclasses and models.
+
+_TAG = "__heatbath_value__"
+_OWN = "heatbath."
+
+
+class ResultFileError(ValueError):
+    """A job's result file that is not a heatbath result, or not safe to load; the message
+    names the file."""
+
+
+def _classname(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _own_class(name: object, where: str) -> type:
+    """The class ``"module:qualname"``, only from heatbath's own modules."""
+    if not isinstance(name, str) or ":" not in name:
+        raise ResultFileError(f"{where}: bad type name {name!r}")
+    module, _, qual = name.partition(":")
+    if not module.startswith(_OWN):
+        raise ResultFileError(f"{where}: refuses to build {name!r} (only heatbath's own classes "
+                              f"are rebuilt from result files)")
+    obj: Any = importlib.import_module(module)
+    for attr in qual.split("."):
+        obj = getattr(obj, attr, None)
+    if not isinstance(obj, type):
+        raise ResultFileError(f"{where}: {name!r} is not a class")
+    return obj
+
+
+def _model_args(model: nn.Module) -> dict[str, Any] | None:
+    """Constructor arguments of heatbath's classifier models (``None`` for any other module)."""
+    from heatbath.models.ensemble import EnsembleMLP
+    from heatbath.models.mlp import MLP
+
+    if isinstance(model, (MLP, EnsembleMLP)) and type(model).__module__.startswith(_OWN):
+        sizes = list(model.sizes)
+        hidden: Any = sizes[1:-1]
+        if getattr(type(model), "single_cls", None) is not None:  # an ensemble
+            hidden = model.hidden
+        elif len(hidden) == 1 and type(model).__name__ == "SHLP":
+            hidden = hidden[0]
+        args = {"d_in": sizes[0], "hidden": hidden, "n_classes": model.n_classes,
+                "activation": model.activation, "head": model.head, "init": model.init}
+        if isinstance(model, EnsembleMLP):
+            args["seeds"] = list(model.seeds)
+        return args
+    return None
+
+
+def _encode(obj: Any, where: str) -> Any:
+    """``obj`` as plain data (see the module docstring); TypeError says where a value is not."""
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        if type(obj) in (bool, int, float, complex, str, bytes) or obj is None:
+            return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        return {_TAG: "ndarray", "dtype": obj.dtype.str, "shape": list(obj.shape),
+                "data": np.ascontiguousarray(obj).tobytes()}
+    if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
+        return {_TAG: "npscalar", "dtype": obj.dtype.str, "data": obj.tobytes()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        cls = type(obj)
+        if cls.__module__.startswith(_OWN):
+            return {_TAG: "dataclass", "type": _classname(cls),
+                    "fields": {f.name: _encode(getattr(obj, f.name), f"{where}.{f.name}")
+                               for f in dataclasses.fields(obj)}}
+    elif isinstance(obj, nn.Module):
+        args = _model_args(obj)
+        if args is not None:
+            return {_TAG: "model", "type": _classname(type(obj)), "args": args,
+                    "state": OrderedDict((k, v.detach().cpu().clone())
+                                         for k, v in obj.state_dict().items()),
+                    "training": obj.training}
+    elif isinstance(obj, Mapping):
+        items = [(_encode(k, f"{where} key"), _encode(v, f"{where}[{k!r}]"))
+                 for k, v in obj.items()]
+        if type(obj) is OrderedDict:
+            return OrderedDict(items)
+        if any(isinstance(k, str) and k == _TAG for k, _ in items):
+            return {_TAG: "dict", "items": items}  # a dict that would read as a tagged one
+        try:
+            return dict(items)
+        except TypeError:
+            raise TypeError(f"{where}: a dict key is not hashable as plain data") from None
+    elif type(obj) in (list, tuple, set, frozenset):
+        enc = [_encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        if type(obj) is frozenset:
+            return {_TAG: "frozenset", "items": enc}
+        return type(obj)(enc)
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which a "
+                    f"result file cannot hold; return plain data (numbers, strings, tensors, "
+                    f"NumPy arrays, dicts, lists, tuples), heatbath dataclasses or heatbath's "
+                    f"classifier models (see heatbath.engine.jobs)")
+
+
+def _decode(obj: Any, where: str) -> Any:
+    """The value :func:`_encode` wrote (heatbath classes only; see :func:`_own_class`)."""
+    if isinstance(obj, dict):
+        kind = obj.get(_TAG) if type(obj) is dict else None
+        if kind is None:
+            out = {k: _decode(v, where) for k, v in obj.items()}
+            return OrderedDict(out) if isinstance(obj, OrderedDict) else out
+        if kind == "ndarray":
+            arr = np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"]))
+            return arr.reshape(obj["shape"]).copy()
+        if kind == "npscalar":
+            return np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"]))[0]
+        if kind == "dict":
+            return {_decode(k, where): _decode(v, where) for k, v in obj["items"]}
+        if kind == "frozenset":
+            return frozenset(_decode(v, where) for v in obj["items"])
+        if kind == "dataclass":
+            cls = _own_class(obj["type"], where)
+            if not dataclasses.is_dataclass(cls):
+                raise ResultFileError(f"{where}: {obj['type']!r} is not a dataclass")
+            names = {f.name for f in dataclasses.fields(cls)}
+            value = object.__new__(cls)
+            for k, v in obj["fields"].items():
+                if k not in names:
+                    raise ResultFileError(f"{where}: {obj['type']} has no field {k!r}")
+                object.__setattr__(value, k, _decode(v, where))
+            return value
+        if kind == "model":
+            cls = _own_class(obj["type"], where)
+            if not issubclass(cls, nn.Module):
+                raise ResultFileError(f"{where}: {obj['type']!r} is not a model")
+            args = dict(obj["args"])
+            model = cls(args.pop("d_in"), args.pop("hidden"), args.pop("n_classes"), **args)
+            model.load_state_dict(obj["state"])
+            model.train(bool(obj["training"]))
+            return model
+        raise ResultFileError(f"{where}: unknown value kind {kind!r}")
+    if isinstance(obj, (list, tuple, set)):
+        return type(obj)(_decode(v, where) for v in obj)
+    return obj
+
+
 def result_bytes(result: JobResult) -> bytes:
-    """The bytes of a result file."""
+    """The bytes of a result file (plain data; see the module docstring).
+
+    Raises:
+        TypeError: the task's value holds something a result file cannot (named).
+    """
     buf = io.BytesIO()
+    value = _encode(result.value, f"job {result.name!r}: the result value")
     torch.save({"format": RESULT_FORMAT, "name": result.name, "key": result.key,
-                "value": result.value, "wall_s": result.wall_s, "cpu_s": result.cpu_s,
-                "attempts": result.attempts, "meta": result.meta}, buf)
+                "value": value, "wall_s": float(result.wall_s), "cpu_s": float(result.cpu_s),
+                "attempts": int(result.attempts), "meta": _encode(result.meta, "meta")}, buf)
     return buf.getvalue()
 
 
-def _from_bytes(data: bytes) -> JobResult:
-    # result files are written by heatbath itself (full pickles: a result holds a model)
-    raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+def _from_bytes(data: bytes, where: str = "a job result") -> JobResult:
+    try:
+        # weights_only: plain data only, nothing in the file is run
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        why = " ".join(str(exc).split())[:200]
+        raise ResultFileError(
+            f"{where} is not a heatbath result file that is safe to load (it may be damaged, "
+            f"written by another program or by heatbath before results were plain data); it "
+            f"was not loaded. Delete it, or run without --resume. ({why})") from None
     if not isinstance(raw, dict) or raw.get("format") != RESULT_FORMAT:
-        raise ValueError("not a heatbath job result")
-    return JobResult(raw["name"], raw["key"], raw["value"], raw["wall_s"], raw["cpu_s"],
-                     raw["attempts"], raw["meta"])
+        raise ResultFileError(f"{where} is not a heatbath job result (format "
+                              f"{raw.get('format') if isinstance(raw, dict) else None!r}, "
+                              f"expected {RESULT_FORMAT!r}); delete it, or run without --resume")
+    try:
+        value = _decode(raw["value"], where)
+        meta = _decode(raw["meta"], where)
+        return JobResult(raw["name"], raw["key"], value, raw["wall_s"], raw["cpu_s"],
+                         raw["attempts"], meta)
+    except ResultFileError:
+        raise
+    except Exception as exc:
+        raise ResultFileError(f"{where}: its value could not be rebuilt ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]})") from None
 
 
 def load_result(job: Job, root: str | os.PathLike[str]) -> JobResult | None:
-    """The job's finished result under ``root``, or ``None`` (none yet, or another job's)."""
+    """The job's finished result under ``root``, or ``None`` (none yet, or another job's).
+
+    Raises:
+        ResultFileError: the file is not a heatbath result file that is safe to load (it is
+            never run: results are read with ``weights_only=True``).
+    """
     path = job.folder(root) / RESULT_FILE
     if not path.is_file():
         return None
-    try:
-        res = _from_bytes(path.read_bytes())
-    except Exception:  # a foreign or damaged file: the job is not finished
-        return None
+    res = _from_bytes(path.read_bytes(), f"job {job.name!r}: {path}")
     return res if res.key == job.key() else None
 
 
 def store_result(job: Job, root: str | os.PathLike[str], data: bytes) -> JobResult:
     """Write a result received from a worker into the job's folder under ``root`` (unless the
     worker, sharing the storage, already wrote the same bytes); return it."""
-    res = _from_bytes(data)
+    res = _from_bytes(data, f"job {job.name!r}: the result received from its worker")
     if res.key != job.key():
         raise ValueError(f"job {job.name}: the worker returned the result of another job")
     path = job.folder(root) / RESULT_FILE
@@ -340,6 +591,12 @@ def classifier_job(name: str, *, data: Mapping[str, Any], model: Mapping[str, An
                checkpoint=checkpoint)
 
 
+def _test_acc(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """``{"test_acc": mean}`` of the newly evaluated test rows (empty when there are none)."""
+    acc = [float(r["accuracy"]) for r in rows if r.get("split") == "test"]
+    return {"test_acc": float(np.mean(acc))} if acc else {}
+
+
 def train_classifier(job: Job, ctx: JobContext) -> Any:
     """The engine's task: train ``job.setting``'s classifier over ``job.seeds``.
 
@@ -347,7 +604,9 @@ def train_classifier(job: Job, ctx: JobContext) -> Any:
     (``ModelSpec`` fields), ``optimizer`` (``method``, ``hparams``, ``label``), ``train``
     (``steps``, ``subsample``, ``batch_size``, ``eval_every``, ``eval_steps``,
     ``snapshot_steps``) and ``checkpoint_every``. Returns the
-    :class:`heatbath.engine.TrainResult`; checkpoints to ``ctx.checkpoint`` and resumes from it.
+    :class:`heatbath.engine.TrainResult`; checkpoints to ``ctx.checkpoint`` and resumes from it;
+    reports progress at every evaluation with the mean test accuracy over the seeds
+    (``{"test_acc": ...}``).
     """
     from heatbath.engine import ModelSpec, OptimSpec, train
 
@@ -363,6 +622,6 @@ def train_classifier(job: Job, ctx: JobContext) -> Any:
             shutil.rmtree(samples, ignore_errors=True)
         t.update(collect=s["collect"], collect_path=samples)
     return train(_dataset(s["data"]), model, optim, seeds=list(job.seeds),
-                 progress=lambda step, total, _rows: ctx.progress(step, total),
+                 progress=lambda step, total, rows: ctx.progress(step, total, _test_acc(rows)),
                  checkpoint=ctx.checkpoint, checkpoint_every=s.get("checkpoint_every"),
                  resume=True, num_threads=ctx.threads, **t)
