@@ -31,7 +31,7 @@ test: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: venv
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow --durations=30
 
 test-all: venv
 	$(BIN)/python -m pytest -q
