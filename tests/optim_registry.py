@@ -44,8 +44,8 @@ class OptimizerInfo:
             velocity carries its own step, as in Santa); from a fresh state it never does.
             Such an entry's ``make`` must accept ``lr=`` (it is built with ``lr=0.0``).
         needs_loss: ``step`` needs ``loss=`` (the loss value of the same forward).
-        base: derives from :class:`~heatbath.optim.HeatbathOptimizer` (the CTLD entry is
-            checked for the contract once it does).
+        base: derives from :class:`~heatbath.optim.HeatbathOptimizer` (every entry does;
+            the contract cases skip an entry that does not).
     """
 
     name: str
@@ -104,7 +104,7 @@ REGISTRY: list[OptimizerInfo] = [
     OptimizerInfo("ctld", lambda m, params=None, **kw: CTLD(
         _params(m, params), **{"lr": 0.01, "momentum": 0.9, "num_data": 100,
                                "sampling_steps": 5, **kw}),
-        momentum=True, needs_loss=True, lr_zero_coasts=True),
+        momentum=True, needs_loss=True),
 ]
 
 IDS = [info.name for info in REGISTRY]

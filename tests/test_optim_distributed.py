@@ -229,7 +229,7 @@ def _ddp_run(info: Any, rank: int, world: int,
         X, y = _global_batch(step)
         n = len(X) // world
         _ddp_step(info, model, ddp, opt, X[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n])
-    seed = getattr(opt, "seed", None)  # CTLD has none yet
+    seed = getattr(opt, "seed", None)
     return (None if seed is None else int(seed)), [p.detach().clone() for p in model.parameters()]
 
 
@@ -279,9 +279,9 @@ def ddp_results():
 def _registry_params() -> list[Any]:
     from tests.optim_registry import REGISTRY
 
-    # CTLD is not on heatbath's optimizer base yet: with seed=None it seeds its generator from
-    # the OS (``Generator.seed()``), not through the distributed seeding rule, so its ranks
-    # drift apart. Expected to fail until it derives from the base (then the case runs as is).
+    # An optimizer not on heatbath's base would not resolve seed=None through the distributed
+    # seeding rule, so its ranks would drift apart: expected to fail (every entry is on the
+    # base now; CTLD was the last).
     return [pytest.param(info.name, marks=pytest.mark.xfail(
         condition=not info.base, strict=True,
         reason="not on the optimizer base: seed=None is drawn per rank")) for info in REGISTRY]

@@ -127,9 +127,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from heatbath._validate import check_choice, check_int, check_real
+
+from ._base import GroupWork, HeatbathOptimizer, NonFiniteGradientError
+from ._distributed import all_reduce_mean_, is_sharded
 
 __all__ = ["CTLD", "ctld_defaults", "g_scale", "g_scale_prime"]
 
@@ -244,23 +246,16 @@ def g_scale_prime(alpha: Tensor, delta: float, delta_prime: float, span: float) 
     return -torch.sign(alpha) * (6.0 * span / (delta_prime - delta)) * z * (1.0 - z)
 
 
-def _all_reduce_mean(t: Tensor) -> Tensor:
-    """The global mean of ``t`` over the ranks of a process group (identity without one)."""
-    try:
-        from heatbath.optim._distributed import all_reduce_mean_
-    except ImportError:  # pragma: no cover - older trees without the helper
-        return t
-    return all_reduce_mean_(t)
-
-
-class CTLD(Optimizer):
+class CTLD(HeatbathOptimizer):
     """Continuously tempered Langevin dynamics, then SGD with momentum (see module docstring).
 
     Args:
         params: iterable of parameters or param-group dicts (``lr``, ``momentum`` and
             ``weight_decay`` may differ per group; every CTLD key must be equal, docs/ctld.md
             "One alpha per optimizer").
-        lr: learning rate lambda of ``torch.optim.SGD`` on the mean loss, > 0.
+        lr: learning rate lambda of ``torch.optim.SGD`` on the mean loss, > 0 when a group is
+            created (its initial momentum has scale sqrt(T_c/(lambda N))); a scheduler may
+            set it to 0 later: a step of zero length (docs/ctld.md, "Zero learning rate").
         momentum: SGD momentum mu in [0, 1) (the paper's 1 - eta*gamma).
         num_data: N, the number of training examples, >= 1.
         sampling_steps: L_s, the exact number of phase-(i) steps, >= 0.
@@ -290,12 +285,18 @@ class CTLD(Optimizer):
         symmetric_bias: also deposit a hill at -alpha (g is even); default True (intensive)
             or False (paper).
         weight_decay: torch's L2 weight decay, part of the potential.
-        seed: seed of the optimizer's own generator.
+        seed: the noise seed, an int in ``[0, 2**63 - 1]``; ``None`` draws one from torch's
+            global generator (rank 0's draw, broadcast, under ``torch.distributed``; see
+            ``docs/distributed.md``). Unlike the integrators, CTLD draws all its noise (every
+            group's and alpha's) from ONE ``torch.Generator`` seeded with ``seed`` itself, in
+            Algorithm 1's order, so that a run is the transcription's draw for draw.
         generator: a ``torch.Generator`` to draw from instead (wins over ``seed``).
         foreach: ``False`` uses a per-tensor loop instead of ``torch._foreach_*`` kernels.
-        check_finite: raise ``FloatingPointError`` on a non-finite loss or gradient (costs one
-            host synchronisation per step). A raised step leaves every piece of state as it
-            was: parameters, momenta, alpha, r_alpha, V_b, counters and the generator.
+        check_finite: raise :class:`~heatbath.optim.NonFiniteGradientError` (a
+            ``FloatingPointError``) on a non-finite loss or gradient (costs one host
+            synchronisation per step). A non-finite energy or alpha-force raises it too, also
+            with ``check_finite=False``. A raised step leaves every piece of state as it was:
+            parameters, momenta, alpha, r_alpha, V_b, counters and the generator.
         alpha_init: alpha at t = 0 (the paper: 0).
         freeze_alpha: test hook: alpha, r_alpha and V_b stay fixed during phase (i).
 
@@ -346,7 +347,7 @@ class CTLD(Optimizer):
         freeze_alpha: bool = False,
     ) -> None:
         check_choice("tempering", tempering, ("intensive", "paper"))
-        check_real("lr", lr, low=0.0, low_open=True)
+        self._check_lr_at_creation(lr)
         check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
         check_real("weight_decay", weight_decay, low=0.0)
         given = {"alpha_step_scale": alpha_step_scale, "coupling_scale": coupling_scale,
@@ -384,21 +385,16 @@ class CTLD(Optimizer):
         self._validate_global(defaults)
         check_real("alpha_init", alpha_init)
         self._foreach = foreach is not False
-        self._check_finite = bool(check_finite)
         self._freeze_alpha = bool(freeze_alpha)
-        self._initialised = False
-        super().__init__(params, defaults)
-        first = self.param_groups[0]["params"][0]
-        self._device = first.device
-        if generator is None:
-            generator = torch.Generator(device=self._device)
-            if seed is None:
-                generator.seed()
-            else:
-                generator.manual_seed(check_int("seed", seed, low=0))
-        self._gen = generator
-        f64 = {"dtype": torch.float64, "device": self._device}
+        # the one generator of every draw (set when group 0 is added, see _make_generator) and
+        # the phase the initial momenta are drawn for (group 0's sampling_steps decides)
+        self._gen: torch.Generator | None = None
+        self._phase = "sampling" if defaults["sampling_steps"] > 0 else "optimization"
+        super().__init__(params, defaults, seed=seed, generator=generator,
+                         check_finite=check_finite)
         g0 = self.param_groups[0]
+        self._device = g0["params"][0].device
+        f64 = {"dtype": torch.float64, "device": self._device}
         k = g0["num_bins"]
         dp = g0["delta_prime"]
         # nodes a_j = -delta' + j * (2 delta'/K), computed exactly as the bin lookup assumes
@@ -408,8 +404,6 @@ class CTLD(Optimizer):
         self._alpha = float(alpha_init)
         self._r_alpha = 0.0
         self._bias = torch.zeros(k + 1, **f64)
-        self._t = 0
-        self._phase = "sampling" if g0["sampling_steps"] > 0 else "optimization"
         self._cold_count = 0
         self._sampled = 0
         self._dalpha_max = 0.0
@@ -423,16 +417,24 @@ class CTLD(Optimizer):
         self._crossings = 0
         self._extreme = "cold" if abs(self._alpha) <= g0["delta"] else ""
         self._last: dict[str, float | bool] = {}
-        # initial momenta: r ~ N(0, T_c I) <=> b = sqrt(T_c/(lambda N)) xi, then r_alpha
-        for group in self.param_groups:
-            self._init_buffers(group)
+        self._pending: tuple[Tensor | None, Tensor | None, int] = (None, None, 1)
+        # the initial momenta of every group were drawn as the groups were added (b first,
+        # group by group); then r_alpha ~ N(0, T_c)
         tc = g0["temperature"]
         if tc > 0 and self._phase == "sampling":
             eps = float(torch.randn((), generator=self._gen, **f64))
             self._r_alpha = math.sqrt(tc) * eps
-        self._initialised = True
 
     # ------------------------------------------------------------------ validation / setup
+    @staticmethod
+    def _check_lr_at_creation(lr: Any) -> None:
+        check_real("lr", lr, low=0.0)
+        if lr == 0:
+            raise ValueError("lr must be > 0 when a CTLD parameter group is created: the "
+                             "initial momentum b = sqrt(T_c/(lr N)) xi needs it. A scheduler "
+                             "may set lr to 0 later (a step of zero length; docs/ctld.md, "
+                             "section 'Zero learning rate')")
+
     @staticmethod
     def _validate_global(d: dict[str, Any]) -> None:
         check_int("num_data", d["num_data"], low=1)
@@ -461,49 +463,69 @@ class CTLD(Optimizer):
             if not isinstance(d[key], bool):
                 raise ValueError(f"{key} must be a bool, got {d[key]!r}")
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; on a validation error the optimizer is left as it was (no ghost group).
-
-        Args:
-            param_group: as :meth:`torch.optim.Optimizer.add_param_group`.
-
-        Raises:
-            ValueError: bad lr/momentum/weight_decay, sparse or meta-device parameters, or a
-                CTLD key that differs from the first group's.
-            TypeError: complex or integer parameters.
-        """
-        n_before = len(self.param_groups)
-        super().add_param_group(param_group)
-        try:
-            self._check_group(self.param_groups[-1])
-        except (ValueError, TypeError):
-            del self.param_groups[n_before:]
-            raise
-        if getattr(self, "_initialised", False):
-            self._init_buffers(self.param_groups[-1])
-
-    def _check_group(self, group: dict[str, Any]) -> None:
-        check_real("lr", group["lr"], low=0.0, low_open=True)
-        check_real("momentum", group["momentum"], low=0.0, high=1.0, high_open=True)
-        check_real("weight_decay", group["weight_decay"], low=0.0)
-        for p in group["params"]:
-            if p.is_sparse:
-                raise ValueError("CTLD does not support sparse parameters")
-            if p.is_complex():
-                raise TypeError(f"CTLD needs real floating-point parameters, got a {p.dtype} "
-                                "parameter (complex: split it into real and imaginary parts)")
-            if not p.is_floating_point():
-                raise TypeError(f"CTLD needs real floating-point parameters, got a {p.dtype} "
-                                "parameter")
-            if p.device.type == "meta":
-                raise ValueError("CTLD cannot step parameters on the 'meta' device (they hold "
-                                 "no data); materialise the model first (e.g. to_empty)")
+    def _check_same_alpha(self, group: dict[str, Any], index: int) -> None:
+        """Every CTLD key of group ``index`` equals group 0's (docs/ctld.md, "One alpha per
+        optimizer")."""
+        if index == 0:
+            return
         ref = self.param_groups[0]
         for key in _GLOBAL_KEYS:
             if group[key] != ref[key]:
                 raise ValueError(
                     f"CTLD has one tempering variable alpha, so {key!r} must be equal in every "
                     f"param group; got {ref[key]!r} and {group[key]!r}")
+
+    def _prepare_group(self, group: dict[str, Any], index: int,
+                       given: set[str]) -> dict[str, Any]:
+        """Validate a new group (the base has checked its tensors): lr > 0, momentum in
+        [0, 1), weight_decay >= 0, CTLD keys equal to group 0's; no sharded parameters."""
+        self._check_lr_at_creation(group["lr"])
+        check_real("momentum", group["momentum"], low=0.0, high=1.0, high_open=True)
+        check_real("weight_decay", group["weight_decay"], low=0.0)
+        if index == 0:
+            self._validate_global(group)
+        else:
+            self._check_same_alpha(group, index)
+        for p in group["params"]:
+            if is_sharded(p):
+                raise ValueError("CTLD does not support sharded (FSDP2/DTensor) parameters: its "
+                                 "initial momenta and energy are drawn and summed per whole "
+                                 "tensor; use it with DDP (replicated parameters)")
+        return group
+
+    def _make_generator(self, group: dict[str, Any], index: int) -> torch.Generator:
+        """CTLD's one generator for every group and for alpha: ``generator``, else a new one
+        seeded with the seed itself (the transcription's ``manual_seed(seed)``)."""
+        if self._gen is None:
+            gen = self._user_generator
+            if gen is None:
+                gen = torch.Generator(device=group["params"][0].device)
+                gen.manual_seed(self.seed)
+            self._gen = gen
+        return self._gen
+
+    def _init_group(self, group: dict[str, Any], index: int) -> None:
+        if index == 0:
+            self._phase = "sampling" if group["sampling_steps"] > 0 else "optimization"
+        self._init_buffers(group)
+
+    def _sync_group(self, group: dict[str, Any], index: int) -> None:
+        """Hyperparameters written since the last step (a scheduler's lr and momentum): lr
+        >= 0 (0 is a step of zero length), momentum in [0, 1), weight_decay >= 0, and the
+        CTLD keys still equal to group 0's."""
+        lr = group["lr"]
+        if not (isinstance(lr, float) and 0.0 <= lr < math.inf):
+            check_real("lr", lr, low=0.0)
+        check_real("momentum", group["momentum"], low=0.0, high=1.0, high_open=True)
+        check_real("weight_decay", group["weight_decay"], low=0.0)
+        self._check_same_alpha(group, index)
+
+    def _after_load(self) -> None:
+        g0 = self.param_groups[0]
+        self._device = g0["params"][0].device
+        k, dp = g0["num_bins"], g0["delta_prime"]
+        self._nodes = -dp + torch.arange(k + 1, dtype=torch.float64,
+                                         device=self._device) * (2.0 * dp / k)
 
     def _init_buffers(self, group: dict[str, Any]) -> None:
         tc = group["temperature"]
@@ -544,8 +566,8 @@ class CTLD(Optimizer):
 
     @property
     def steps(self) -> int:
-        """Number of steps taken."""
-        return self._t
+        """Number of steps taken (every applied ``step()`` call, also those of zero length)."""
+        return self.step_count
 
     @property
     def coupling_scale(self) -> float:
@@ -602,9 +624,12 @@ class CTLD(Optimizer):
             ``force_bias`` (-D_b), ``confine_force`` (C in force), ``coupling_scale`` (c),
             ``cold`` (|alpha| <= delta), ``cold_fraction`` (running, over phase-(i) steps),
             ``crossings`` (cold <-> hot trips), ``max_dalpha`` (largest |alpha step| so far),
-            ``noise_clips`` (counter of the optional noise correction), ``phase``, ``step``.
+            ``noise_clips`` (counter of the optional noise correction), ``phase``, ``step``
+            (applied ``step()`` calls), ``sampling_steps_done`` (phase-(i) steps that counted
+            toward ``sampling_steps``; a step with lr = 0 in every group does not).
         """
-        out: dict[str, float | str | bool] = {"phase": self._phase, "step": self._t}
+        out: dict[str, float | str | bool] = {"phase": self._phase, "step": self.step_count,
+                                               "sampling_steps_done": self._sampled}
         out.update(self._last)
         out["cold_fraction"] = self.cold_fraction()
         out["max_dalpha"] = self._dalpha_max
@@ -625,7 +650,7 @@ class CTLD(Optimizer):
             warnings.warn(
                 f"CTLD: alpha moved {dalpha_max:.3g} > delta' - delta = "
                 f"{c['delta_prime'] - c['delta']:.3g} in one step, i.e. across the whole "
-                f"temperature ramp; lower lr or {knob}", RuntimeWarning, stacklevel=3)
+                f"temperature ramp; lower lr or {knob}", RuntimeWarning, stacklevel=5)
 
     def end_sampling(self) -> None:
         """Switch to phase (ii) now (also called automatically after ``sampling_steps``)."""
@@ -650,25 +675,44 @@ class CTLD(Optimizer):
                     self.state[p]["momentum_buffer"].zero_()
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state plus alpha, r_alpha, V_b, t, the phase, counters and generator state.
-
-        Returns:
-            The state dict; :meth:`load_state_dict` restores a bit-identical continuation.
-        """
-        sd = super().state_dict()
+    def _extra_state(self) -> dict[str, Any]:
         f64 = {"dtype": torch.float64}
-        sd["ctld"] = {
+        return {
             "alpha": torch.tensor(self._alpha, **f64),
             "r_alpha": torch.tensor(self._r_alpha, **f64),
-            "bias": self._bias.clone(), "t": self._t, "phase": self._phase,
-            "generator_state": self._gen.get_state().clone(),
+            "bias": self._bias.clone(), "phase": self._phase,
             "cold_count": self._cold_count, "sampled": self._sampled,
             "dalpha_max": self._dalpha_max, "clip_count": self._clip_count,
             "warned_jump": self._warned_jump, "has_cold_snapshot": self._has_cold_snapshot,
             "coupling_scale": self._coupling, "crossings": self._crossings,
             "extreme": self._extreme,
         }
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self._alpha = float(extra["alpha"])
+        self._r_alpha = float(extra["r_alpha"])
+        self._bias = extra["bias"].to(self._device, torch.float64).clone()
+        self._phase = str(extra["phase"])
+        self._cold_count = int(extra["cold_count"])
+        self._sampled = int(extra["sampled"])
+        self._dalpha_max = float(extra["dalpha_max"])
+        self._clip_count = int(extra["clip_count"])
+        self._warned_jump = bool(extra["warned_jump"])
+        self._has_cold_snapshot = bool(extra["has_cold_snapshot"])
+        self._coupling = float(extra["coupling_scale"])
+        self._crossings = int(extra["crossings"])
+        self._extreme = str(extra["extreme"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base's state dict (per-parameter momenta, groups, ``"heatbath"``: step count,
+        seed, generator state) with CTLD's own state under ``"ctld"``: alpha, r_alpha, V_b, the
+        phase and the counters.
+
+        Returns:
+            The state dict; :meth:`load_state_dict` restores a bit-identical continuation.
+        """
+        sd = super().state_dict()
+        sd["ctld"] = sd["heatbath"].pop("extra")
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -678,46 +722,18 @@ class CTLD(Optimizer):
             state_dict: the dict returned by :meth:`state_dict`.
 
         Raises:
-            ValueError: the dict lacks CTLD's entry.
+            ValueError: the dict lacks CTLD's or the base's entry, or belongs to other
+                parameters (see :meth:`HeatbathOptimizer.load_state_dict`).
         """
         sd = dict(state_dict)
         extra = sd.pop("ctld", None)
-        if extra is None:
-            raise ValueError("state_dict lacks the 'ctld' entry written by CTLD.state_dict()")
+        if extra is None or "heatbath" not in sd:
+            raise ValueError("state_dict lacks the 'ctld' and 'heatbath' entries written by "
+                             "CTLD.state_dict()")
+        sd["heatbath"] = {**sd["heatbath"], "extra": extra}
         super().load_state_dict(sd)
-        dev = self._device
-        self._alpha = float(extra["alpha"])
-        self._r_alpha = float(extra["r_alpha"])
-        self._bias = extra["bias"].to(dev, torch.float64).clone()
-        self._t = int(extra["t"])
-        self._phase = str(extra["phase"])
-        self._gen.set_state(extra["generator_state"].clone())
-        self._cold_count = int(extra["cold_count"])
-        self._sampled = int(extra["sampled"])
-        self._dalpha_max = float(extra["dalpha_max"])
-        self._clip_count = int(extra["clip_count"])
-        self._warned_jump = bool(extra["warned_jump"])
-        self._has_cold_snapshot = bool(extra["has_cold_snapshot"])
-        self._coupling = float(extra.get("coupling_scale", self._coupling))
-        self._crossings = int(extra.get("crossings", 0))
-        self._extreme = str(extra.get("extreme", ""))
 
     # ------------------------------------------------------------------ the step
-    def _collect(self) -> list[tuple[dict[str, Any], list[Tensor], list[Tensor], list[Tensor]]]:
-        out = []
-        for group in self.param_groups:
-            params, grads, bufs = [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise ValueError("CTLD does not support sparse gradients")
-                params.append(p)
-                grads.append(p.grad)
-                bufs.append(self.state[p]["momentum_buffer"])
-            out.append((group, params, grads, bufs))
-        return out
-
     def _loss_stats(self, loss: Any) -> tuple[Tensor, Tensor | None, int]:
         if isinstance(loss, Tensor):
             val = loss.detach().to(self._device, torch.float64)
@@ -727,22 +743,27 @@ class CTLD(Optimizer):
             except (TypeError, ValueError) as err:
                 raise ValueError(f"loss must be a number or a tensor, got {loss!r}") from err
         if val.dim() == 0:
-            return _all_reduce_mean(val.clone()), None, 1
+            return all_reduce_mean_(val.clone()), None, 1
         if val.dim() == 1 and val.numel() >= 1:
             var = val.var() if val.numel() > 1 else torch.zeros((), dtype=torch.float64,
                                                                   device=self._device)
-            return _all_reduce_mean(val.mean()), var, val.numel()
+            return all_reduce_mean_(val.mean()), var, val.numel()
         raise ValueError(f"loss must be 0-d (the mean loss) or 1-D (per-example losses), "
                          f"got shape {tuple(val.shape)}")
 
-    def _nonfinite(self, what: str) -> FloatingPointError:
-        return FloatingPointError(
-            f"CTLD.step {self._t + 1}: {what}; the step was not applied (parameters and "
-            "optimizer state, including the generator, are unchanged)")
+    def _nonfinite(self, what: str) -> NonFiniteGradientError:
+        return NonFiniteGradientError(
+            f"CTLD.step {self.step_count + 1}: non-finite {what}; the step was not applied "
+            "(parameters and optimizer state, including the generator, are unchanged)")
 
-    @torch.no_grad()
+    @torch.compiler.disable
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
         """One CTLD step (phase i) or SGD-momentum step (phase ii).
+
+        Only parameters with ``requires_grad`` and a gradient are stepped. A group whose lr
+        is 0 does not move: its parameters and momenta stay bit for bit and no noise is drawn
+        for it; when every group's lr is 0 the step has zero length: alpha, r_alpha, V_b and
+        the phase-(i) count stay too (docs/ctld.md, "Zero learning rate").
 
         Args:
             closure: optional; re-evaluates the model and returns the loss.
@@ -753,7 +774,8 @@ class CTLD(Optimizer):
 
         Raises:
             ValueError: phase (i) without a loss value, or a loss of the wrong shape.
-            FloatingPointError: a non-finite loss, gradient or energy; nothing was changed.
+            NonFiniteGradientError: a non-finite loss, gradient or energy (a
+                ``FloatingPointError``); nothing was changed.
         """
         if closure is not None:
             with torch.enable_grad():
@@ -762,31 +784,45 @@ class CTLD(Optimizer):
         if sampling and loss is None:
             raise ValueError("CTLD.step: phase (i) needs the loss value of the same forward pass "
                              "(the alpha-force uses it): pass `loss=` or a `closure`")
-        collected = self._collect()
-        ell = var = None
-        m = 1
-        if loss is not None:
-            ell, var, m = self._loss_stats(loss)
-        if self._check_finite:
-            parts = [torch.stack(torch._foreach_norm(grads)).to(torch.float64).sum()
-                     for _, _, grads, _ in collected if grads]
-            if ell is not None:
-                parts.append(ell)
-            if parts:
-                total = torch.stack(parts).sum()
-                if not math.isfinite(float(total)):
-                    raise self._nonfinite("non-finite loss or gradient")
-        if sampling:
+        prev = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        try:
+            work = self._collect()
+            ell = var = None
+            m = 1
+            if loss is not None:
+                ell, var, m = self._loss_stats(loss)
+            if self.check_finite:
+                try:
+                    self._check_finite(work, *(() if ell is None else (ell,)))
+                except NonFiniteGradientError as err:
+                    raise NonFiniteGradientError(
+                        f"CTLD: {err} The step was not applied.") from None
+            self._pending = (ell, var, m)
+            try:
+                self._update(work)
+            finally:
+                self._pending = (None, None, 1)
+            self.step_count += 1
+            if sampling:
+                self._maybe_warn_jump(self._dalpha_max)
+            if sampling and self._sampled >= self.param_groups[0]["sampling_steps"]:
+                self.end_sampling()
+        finally:
+            torch.set_grad_enabled(prev)
+        return loss
+
+    def _update(self, work: list[GroupWork]) -> None:
+        if all(g["lr"] == 0 for g in self.param_groups):
+            return  # a step of zero length (docs/ctld.md, "Zero learning rate")
+        collected = [(w.group, w.local, w.grads,
+                      [self.state[p]["momentum_buffer"] for p in w.params]) for w in work]
+        if self._phase == "sampling":
+            ell, var, m = self._pending
             assert ell is not None
             self._sampling_step(collected, ell, var, m)
         else:
             self._sgd_step(collected)
-        self._t += 1
-        if sampling:
-            self._maybe_warn_jump(self._dalpha_max)
-        if sampling and self._t >= self.param_groups[0]["sampling_steps"]:
-            self.end_sampling()
-        return loss
 
     def _grads_with_decay(self, group: dict[str, Any], params: list[Tensor],
                           grads: list[Tensor]) -> list[Tensor]:
@@ -830,7 +866,7 @@ class CTLD(Optimizer):
 
     def _sgd_step(self, collected: list) -> None:
         for group, params, grads, bufs in collected:
-            if params:
+            if params and group["lr"] != 0:
                 self._momentum_update(group, params, grads, bufs)
                 self._param_update(group, params, bufs)
 
@@ -872,13 +908,18 @@ class CTLD(Optimizer):
         else:
             eta_a = c["alpha_step_scale"] * math.sqrt(c["lr"] / n)
         mu_a = c["alpha_momentum"]
+        # alpha's clock: under "paper" its step is kappa sqrt(lr_0/N), so with lr_0 = 0 no time
+        # passes for alpha (alpha, r_alpha and V_b stay; docs/ctld.md, "Zero learning rate")
+        frozen = self._freeze_alpha or eta_a == 0.0
+        assert self._gen is not None
         gen_state = self._gen.get_state()
 
-        # 1. momentum with the temperature of the *old* alpha (into new buffers)
+        # 1. momentum with the temperature of the *old* alpha (into new buffers); a group with
+        # lr = 0 takes no step: no new buffer, no noise drawn
         inv_sqrt_g_old = 1.0 / math.sqrt(_g(self._alpha, delta, dp, span))
         new_bufs: list[list[Tensor]] = []
         for group, params, grads, bufs in collected:
-            if not params:
+            if not params or group["lr"] == 0:
                 new_bufs.append([])
                 continue
             nb = self._momentum_new(group, params, grads, bufs)
@@ -907,8 +948,10 @@ class CTLD(Optimizer):
                              .to(torch.float64).square().sum())
                 coefs.insert(pot_terms, 0.5 * n * group["weight_decay"])
                 pot_terms += 1
-            terms.append(torch.stack(torch._foreach_norm(nb)).to(torch.float64).square().sum())
-            coefs.append(0.5 * group["lr"] * n)
+            if nb:  # an lr = 0 group has no kinetic energy (r = -sqrt(lr N) b = 0)
+                terms.append(torch.stack(torch._foreach_norm(nb)).to(torch.float64)
+                             .square().sum())
+                coefs.append(0.5 * group["lr"] * n)
         if var is not None and c["noise_correction"]:
             terms.append(var)
         values = torch.stack(terms).tolist()
@@ -918,7 +961,9 @@ class CTLD(Optimizer):
             self._gen.set_state(gen_state)
             raise self._nonfinite(f"the energy H~ = N*loss + kinetic is not finite ({h_tilde})")
 
-        d_params = sum(p.numel() for _, params, _, _ in collected for p in params)
+        d_params = sum(p.numel() for (_, params, _, _), nb in zip(collected, new_bufs,
+                                                                   strict=True)
+                       if nb for p in params)
         coupling = self._coupling
         if intensive and math.isnan(coupling):  # "auto": the first sampling step's energy / T_c
             potential = math.fsum(cf * v for cf, v in zip(coefs[:pot_terms],
@@ -929,7 +974,7 @@ class CTLD(Optimizer):
         alpha_old, r_alpha = self._alpha, self._r_alpha
         alpha = alpha_old
         bias = self._bias
-        if not self._freeze_alpha:
+        if not frozen:
             # 2. position of alpha
             alpha = alpha_old + eta_a * r_alpha
             if c["confinement"] == "reflect" and abs(alpha) > dp:
@@ -979,7 +1024,7 @@ class CTLD(Optimizer):
 
         r_new = r_alpha
         clipped = False
-        if not self._freeze_alpha:
+        if not frozen:
             # 5. momentum of alpha
             r_new = mu_a * r_alpha + eta_a * h
             if tc > 0:
@@ -997,8 +1042,8 @@ class CTLD(Optimizer):
             raise self._nonfinite(f"the alpha-force is not finite ({h})")
 
         # commit: momenta, bias, alpha, counters; then 6. the parameters
-        for (_, params, _, bufs), nb in zip(collected, new_bufs, strict=True):
-            if params:
+        for (_, _params, _, bufs), nb in zip(collected, new_bufs, strict=True):
+            if nb:
                 if self._foreach:
                     torch._foreach_copy_(bufs, nb)
                 else:
@@ -1008,12 +1053,12 @@ class CTLD(Optimizer):
             self._bias.copy_(bias)
         if intensive:
             self._coupling = coupling
-        if not self._freeze_alpha:
+        if not frozen:
             self._alpha, self._r_alpha = alpha, r_new
             self._dalpha_max = max(self._dalpha_max, abs(alpha - alpha_old))
             self._clip_count += int(clipped)
-        for group, params, _, bufs in collected:
-            if params:
+        for (group, params, _, bufs), nb in zip(collected, new_bufs, strict=True):
+            if nb:
                 self._param_update(group, params, bufs)
 
         cold = abs(self._alpha) <= delta
