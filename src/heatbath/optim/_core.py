@@ -44,6 +44,7 @@ from .._validate import check_choice, check_int, check_real
 from . import _substeps as S
 from ._base import GroupWork, HeatbathOptimizer, NonFiniteGradientError
 from ._distributed import all_reduce_sum_, local_view
+from ._thermostat import check_thermostat
 
 __all__ = ["Partitioned", "NonFiniteGradientError", "METHODS", "posterior_tau", "NoiseSource"]
 
@@ -615,6 +616,7 @@ class Partitioned(HeatbathOptimizer):
         self._template: dict[str, Any] = {}
         self._adl_consts: dict[int, tuple[Any, Any]] = {}
         self._pkeys: dict[int, list[int]] = {}
+        self._kinds: dict[int, tuple[Any, str]] = {}
         defaults: dict[str, Any] = dict(
             h=h, lr=h, method=method, gamma=gamma, tau=tau, sigma=sigma, sigma_A=sigma_A,
             epsilon=epsilon, xi0=xi0, xi_per=xi_per, epsilon_scale=epsilon_scale,
@@ -641,6 +643,8 @@ class Partitioned(HeatbathOptimizer):
     def _prepare_group(self, group: dict[str, Any], index: int,
                        given: set[str]) -> dict[str, Any]:
         _validate_group(group, given)
+        if group["method"] == "adl":  # sigma_A**2 h/2 >= tau: xi runs away (a warning)
+            check_thermostat(self, group, index)
         return group
 
     def _wrap_group(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -655,6 +659,8 @@ class Partitioned(HeatbathOptimizer):
             raise TypeError("param_groups were replaced by plain dicts; modify the groups in "
                             "place instead")
         group.reconcile()
+        if group["method"] == "adl":  # re-checked only when h, sigma_A, tau or epsilon changed
+            check_thermostat(self, group, index)
 
     def _check_saved_groups(self, saved_groups: list[dict[str, Any]]) -> None:
         for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
@@ -667,11 +673,24 @@ class Partitioned(HeatbathOptimizer):
     def _after_load(self) -> None:
         self._adl_consts.clear()
         self._pkeys.clear()
+        self._kinds.clear()
 
     # -- the step ----------------------------------------------------------------------------
+    def _kind(self, w: GroupWork) -> str:
+        """:func:`_noise_kind` of ``w``'s group, cached while the group's parameter list and
+        ``noise`` setting stay the same (it is asked several times per step)."""
+        group = w.group
+        params = group["params"]
+        key = (group["noise"], id(params), len(params), w.sharded,
+               os.environ.get("HEATBATH_COMPILE", "1"))
+        got = self._kinds.get(w.index)
+        if got is None or got[0] != key:
+            got = self._kinds[w.index] = (key, _noise_kind(group, w.sharded))
+        return got[1]
+
     def _noise_source(self, w: GroupWork) -> NoiseSource:
         group = w.group
-        kind = _noise_kind(group, w.sharded)
+        kind = self._kind(w)
         if kind == "eager":
             return NoiseSource("eager", self, w.index, self.step_count, [], [], [])
         keys = self._pkeys.get(w.index)
@@ -753,7 +772,7 @@ class Partitioned(HeatbathOptimizer):
     def _fused_philox(self, w: GroupWork) -> list[int]:
         """Indices of ``w``'s tensors whose step will run through a fused Philox plan."""
         group = w.group
-        if _noise_kind(group, w.sharded) != "philox":
+        if self._kind(w) != "philox":
             return []
         h, method = group["h"], group["method"]
         if method == "sgld":

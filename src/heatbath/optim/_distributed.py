@@ -109,16 +109,21 @@ def resolve_seed(seed: int | None) -> int:
 # --------------------------------------------------------------------------------------------
 # DTensor (FSDP2) parameters
 # --------------------------------------------------------------------------------------------
+_DTENSOR: list[Any] = []  # the DTensor class (or None), looked up once: every step asks
+
+
 def _dtensor_cls() -> Any:
-    try:
-        from torch.distributed.tensor import DTensor
-    except Exception:  # torch built without distributed
-        return None
-    return DTensor
+    if not _DTENSOR:
+        try:
+            from torch.distributed.tensor import DTensor
+        except Exception:  # torch built without distributed
+            DTensor = None  # noqa: N806
+        _DTENSOR.append(DTensor)
+    return _DTENSOR[0]
 
 
 def _is_dtensor(p: Any) -> bool:
-    cls = _dtensor_cls()
+    cls = _DTENSOR[0] if _DTENSOR else _dtensor_cls()
     return cls is not None and isinstance(p, cls)
 
 

@@ -827,6 +827,14 @@ def _fe_scalar(x: ScalarLike, dtype: torch.dtype) -> Tensor | float:
     return _scalar(x, dtype)
 
 
+def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(strides))
+
+
 # -- the per-group plan ----------------------------------------------------------------------
 class ListNoise:
     r"""Counter-based noise and fused steps for one parameter group's list of tensors.
@@ -888,6 +896,7 @@ class ListNoise:
         self._bufs: dict[int, Tensor] = {}
         self._cache: Tensor | None = None
         self._cache_first = -1
+        self._cache_views: list[tuple[Tensor, ...]] = []
         self._setup_small()
 
     # -- small tensors: multi-step cache --------------------------------------------------------
@@ -915,11 +924,18 @@ class ListNoise:
                                  device=self.device)
             z = _list_kernel("multi_step", self.compiled)(self._blocks, self._k0, self._k1,
                                                           steps)
-            self._cache = z if self.dtype == torch.float32 else z.to(self.dtype)
+            z = z if self.dtype == torch.float32 else z.to(self.dtype)
+            self._cache = z
             self._cache_first = step
-        row = self._cache[step - self._cache_first]
-        return [row[s:s + self.numels[i]].view(self.shapes[i])
+            # every step's view of every small tensor, made once per refill (one unbind per
+            # tensor) instead of a slice and a view per tensor and step
+            self._cache_views = [
+                z.as_strided((z.shape[0], *self.shapes[i]),
+                             (z.stride(0), *_contiguous_strides(self.shapes[i])),
+                             z.storage_offset() + s).unbind(0)
                 for s, i in zip(self._starts, self.small)]
+        j = step - self._cache_first
+        return [v[j] for v in self._cache_views]
 
     # -- the step --------------------------------------------------------------------------------
     def prepare(self, grads: list[Tensor], step: int, noise: bool = True,
