@@ -9,6 +9,12 @@ Each experiment is one of the recipes of :mod:`heatbath.papers.ctld.recipes` and
 - ``<name>_table.csv``: the table, ``<name>_report.md``: the report section (the paper's
   claims next to our verdicts, sizes, wall time), ``<name>_summary.json``: everything.
 
+Every experiment is a set of jobs (docs/ctld.md, "Experiments") run by ``--executor local``
+(``--jobs N`` worker processes; the default runs them one at a time in this process) or
+``--executor ray [--address ADDR]``; the outputs are the same. ``--resume`` reuses the jobs a
+stopped run finished and continues the others from their checkpoints. Jobs that did not
+finish are named in the report and on stderr (exit status 1).
+
 ``--quick`` runs the recipe's seconds-to-minutes size, ``--size reduced`` the documented size
 that fits ~15 minutes on 2 cores, and the default the full size (``docs/ctld.md`` gives the
 wall times). Bad input (an unknown experiment or method, a negative
@@ -19,11 +25,14 @@ ends with one line ``heatbath ctld: error: ...`` and exit status 2.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from heatbath._validate import check_int, check_real
+from heatbath.engine import shutdown
+from heatbath.engine.executors import add_executor_options, executor_from_args
 
 __all__ = ["DESCRIPTION", "EXPERIMENTS", "setup", "run"]
 
@@ -77,9 +86,13 @@ def setup(p: argparse.ArgumentParser) -> None:
                    help="paper tempering: 'auto' (default: alpha moves at most one bias bin per "
                         "step under the initial coupling force) or a number (1 = the paper's "
                         "shared step)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's choice)")
-    p.add_argument("--quiet", "-q", action="store_true", help="print only the output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the jobs an earlier run of the same settings finished into "
+                        "--out (and the checkpoints of unfinished ones)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress lines; print only the output folder")
+    add_executor_options(p, jobs_help="local executor: jobs run at once in worker processes "
+                                      "(default 1: in this process)")
 
 
 def _methods(text: str | None, experiment: str) -> tuple[str, ...] | None:
@@ -137,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got "
                          f"{args.experiment!r}")
     seed = check_int("seed", args.seed, low=0)
-    if args.threads is not None:
-        check_int("threads", args.threads, low=1)
+    check_int("threads", args.threads, low=1)
+    check_int("jobs", args.jobs, low=1)
     methods = _methods(args.methods, args.experiment)
     config: dict[str, Any] = {"tempering": args.tempering}
     if args.alpha_step_scale is not None:
@@ -171,29 +184,36 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(
         "runs") / f"ctld-{args.experiment}{'' if size == 'full' else '-' + size}"
 
-    import torch
+    executor = executor_from_args(args)
 
     from heatbath.papers.ctld import recipes as ctld
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    kw: dict[str, Any] = {"size": size, "seed": seed, "config": config}
+    kw: dict[str, Any] = {"size": size, "seed": seed, "config": config,
+                          "executor": executor, "resume": args.resume,
+                          "verbose": not args.quiet}
     if methods is not None:
         kw["methods"] = methods
     t0 = time.perf_counter()
-    if args.experiment == "sda":
-        ctld.run_sda(out, mnist_dir=mnist_dir, **kw)
-    elif args.experiment == "charrnn":
-        ctld.run_charrnn(out, text_path=text, **kw)
-    else:
-        ctld.run_sensitivity(out, text_path=text, **kw)
+    with shutdown.handle_signals():  # SIGTERM/SIGINT: jobs write checkpoints; --resume
+        if args.experiment == "sda":
+            summary = ctld.run_sda(out, mnist_dir=mnist_dir, **kw)
+        elif args.experiment == "charrnn":
+            summary = ctld.run_charrnn(out, text_path=text, **kw)
+        else:
+            summary = ctld.run_sensitivity(out, text_path=text, **kw)
     wall = time.perf_counter() - t0
+    missing = summary["missing"]
     if args.quiet:
         print(out)
-        return 0
-    report = out / f"{args.experiment}_report.md"
-    print(report.read_text(encoding="utf-8"), end="")
-    print(f"\nctld {args.experiment}: {wall:.1f} s; outputs in {out}/")
-    for path in sorted(out.glob(f"{args.experiment}*")):
-        print(f"  {path}")
+    else:
+        report = out / f"{args.experiment}_report.md"
+        print(report.read_text(encoding="utf-8"), end="")
+        print(f"\nctld {args.experiment}: {wall:.1f} s; outputs in {out}/")
+        for path in sorted(out.glob(f"{args.experiment}*")):
+            print(f"  {path}")
+    if missing:
+        print(f"heatbath ctld: {len(missing)} job(s) did not finish ({', '.join(missing)}); "
+              f"the report covers the others; run again with --resume to complete it",
+              file=sys.stderr)
+        return 1
     return 0
