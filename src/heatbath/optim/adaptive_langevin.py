@@ -20,6 +20,12 @@ parameter tensor (``xi_per="group"`` for one per group); ξ₀ = 0.1; ξ may go 
 is heated) — it is kept, and :meth:`~heatbath.optim.Partitioned.diagnostics` shows it. Because E
 sums over n entries, ξ responds faster for larger layers: ``epsilon_scale="per_entry"`` uses ε/n
 (the SGNHT normalisation), and a warning is raised when :math:`h\epsilon n\tau > 1`.
+
+The noise half-step before E gives every entry the variance :math:`\sigma_A^2 h/2` whatever ξ
+is, so with :math:`\sigma_A^2 h/2 \ge \tau` the thermostat cannot reach τ and ξ grows without
+bound: a ``RuntimeWarning`` names the group, the values and the bound, at construction and at
+the first step after a change (a scheduler's lr) makes it hold (docs/theory/adaptive-langevin.md,
+section 'Thermostat scale').
 """
 
 from __future__ import annotations
