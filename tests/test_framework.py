@@ -278,3 +278,30 @@ def test_local_and_ray_outputs_are_byte_identical(tmp_path: Path) -> None:
                 assert a[k] == b[k], f"{what}: {k} differs"
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'heatbath[ray]')")
+def test_structure_outputs_are_byte_identical_under_local_and_ray(tmp_path: Path) -> None:
+    """``heatbath structure shapes2d --quick`` writes the same bytes (figures, tables, report)
+    with --executor local and ray (a local Ray instance)."""
+    import ray
+
+    argv = ["structure", "shapes2d", "--quick", "--quiet"]
+    out, local, remote = (tmp_path / n for n in ("run", "local", "ray"))
+    try:
+        assert cli.main([*argv, "--out", str(out)]) == 0
+        out.rename(local)
+        assert cli.main([*argv, "--out", str(out), "--executor", "ray"]) == 0
+        out.rename(remote)
+    finally:
+        ray.shutdown()
+    a, b = _outputs(local), _outputs(remote)
+    assert a.keys() == b.keys()
+    assert {"shapes2d/REPORT.md", "shapes2d/shapes2d.csv", "shapes2d/shapes2d_donut.png"} <= set(a)
+    for k in a:
+        assert a[k] == b[k], f"structure: {k} differs"
+    # the donut is separable by a radius threshold: both families learn it well above chance
+    rows = (local / "shapes2d" / "shapes2d.csv").read_text().splitlines()
+    donut = [float(r.split(",")[-1]) for r in rows if r.startswith("donut,")]
+    assert len(donut) == 2 and all(acc > 0.8 for acc in donut)
