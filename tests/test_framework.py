@@ -161,6 +161,26 @@ def test_sweep_jobs_table_and_missing_cells(tmp_path: Path) -> None:
     assert "## Missing jobs" in md and dropped in md and "| 2/3 |" in md
 
 
+def test_sweep_of_another_task_builds_plain_jobs(tmp_path: Path) -> None:
+    sw = Sweep("grid/m", {"method": "m", "steps": 10, "lr": 0.1},
+               [Axis("lr", ("lr",), (0.1, 0.01))], seeds=range(3), seeds_per_job=2,
+               task="tests.test_framework:_lr_task")
+    jobs = sw.jobs()
+    assert [j.name for j in jobs] == ["grid/m/lr=0.1/seeds0-1", "grid/m/lr=0.1/seeds2-2",
+                                      "grid/m/lr=0.01/seeds0-1", "grid/m/lr=0.01/seeds2-2"]
+    assert all(j.task == "tests.test_framework:_lr_task" for j in jobs)
+    assert jobs[2].setting == {"method": "m", "steps": 10, "lr": 0.01, "label": "m lr=0.01"}
+    assert jobs[0].cost == 20.0 and jobs[1].cost == 10.0  # steps x runs
+    out = LocalExecutor(1).run(jobs, tmp_path)
+    assert out.value("grid/m/lr=0.01/seeds2-2") == {"lr": 0.01, "seeds": [2]}
+    # the default task is unchanged: classifier jobs
+    assert _sweep().jobs()[0].task == "heatbath.engine.jobs:train_classifier"
+
+
+def _lr_task(job, ctx):  # type: ignore[no-untyped-def]
+    return {"lr": job.setting["lr"], "seeds": list(job.seeds)}
+
+
 def test_parse_grid_and_config_errors() -> None:
     assert parse_grid("adlala.tau1=1e-5, 1e-4") == (["adlala", "tau1"], (1e-5, 1e-4))
     assert parse_grid("adlala.init=gaussian:0.01,torch") == (["adlala", "init"],

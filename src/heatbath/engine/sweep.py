@@ -36,7 +36,7 @@ import numpy as np
 from heatbath.output.claims import markdown_table
 from heatbath.output.io import write_csv, write_text
 
-from .jobs import Job, JobResult, classifier_job, seed_blocks
+from .jobs import DEFAULT_TASK, Job, JobResult, classifier_job, seed_blocks
 
 __all__ = [
     "Axis",
@@ -92,6 +92,11 @@ class Sweep:
         label: the ``method`` column of a point's rows: a format string over the axes' names
             (``"sgld_h{h:g}_s{sigma:g}"``); default: the setting's label, then each
             ``name=value``.
+        task: the jobs' task (default: the engine's classifier training, with ``setting`` as
+            :func:`classifier_job`'s keywords). Any other ``"module:function"`` gets the point's
+            setting as it is (with ``label``) as its :class:`Job` setting; its cost hint is
+            ``steps`` × runs when the setting has ``steps``. :func:`sweep_table` reads
+            classifier results only; another task's report reads ``outcome.results``.
     """
 
     name: str
@@ -100,6 +105,7 @@ class Sweep:
     seeds: Sequence[int] = (0,)
     seeds_per_job: int | None = None
     label: str | None = None
+    task: str = DEFAULT_TASK
     _points: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,7 +127,7 @@ class Sweep:
     def point_label(self, point: Mapping[str, Any]) -> str:
         if self.label is not None:
             return self.label.format(**point)
-        base = self.setting.get("label") or self.setting["method"]
+        base = self.setting.get("label") or self.setting.get("method") or self.name
         return f"{base} {' '.join(f'{k}={_fmt(v)}' for k, v in point.items())}".strip()
 
     def point_setting(self, point: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,8 +146,13 @@ class Sweep:
         blocks = seed_blocks(self.seeds, self.seeds_per_job)
         base = f"{self.name}/{self.point_name(point)}"
         setting = self.point_setting(point)
-        return [classifier_job(base if len(blocks) == 1 else f"{base}/seeds{b[0]}-{b[-1]}",
-                               seeds=b, **setting) for b in blocks]
+        names = [base if len(blocks) == 1 else f"{base}/seeds{b[0]}-{b[-1]}" for b in blocks]
+        if self.task != DEFAULT_TASK:
+            steps = setting.get("steps")
+            return [Job(n, setting, b, task=self.task,
+                        cost=float(steps) * len(b) if isinstance(steps, (int, float)) else 0.0)
+                    for n, b in zip(names, blocks, strict=True)]
+        return [classifier_job(n, seeds=b, **setting) for n, b in zip(names, blocks, strict=True)]
 
     def jobs(self) -> list[Job]:
         """Every job of the sweep, point by point."""
