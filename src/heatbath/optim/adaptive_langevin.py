@@ -47,7 +47,8 @@ class AdaptiveLangevin(Partitioned):
         params: parameters or parameter groups.
         h: time step (≥ 0; 0 is a valid step that moves nothing).
         tau: target temperature τ (≥ 0).
-        sigma_A: additive noise amplitude σ_A (≥ 0).
+        sigma_A: additive noise amplitude σ_A (≥ 0); keep σ_A²h/2 < τ, else ξ runs away
+            (a ``RuntimeWarning`` says so, see above).
         epsilon: thermostat coupling ε (≥ 0); 0 freezes ξ at ``xi0``.
         xi0: initial thermostat variable ξ₀.
         xi_per: ``"tensor"`` (default, one ξ per parameter tensor) or ``"group"``.

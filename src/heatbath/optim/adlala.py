@@ -41,7 +41,9 @@ class AdLaLa(Partitioned):
         gamma: friction γ (≥ 0) of the Langevin layers.
         tau1: temperature τ₁ (≥ 0) of the first layer's thermostat.
         tau2: temperature τ₂ (≥ 0) of the Langevin layers.
-        sigma_A: additive noise amplitude σ_A (≥ 0) of the first layer.
+        sigma_A: additive noise amplitude σ_A (≥ 0) of the first layer; keep
+            σ_A²h/2 < τ₁, else ξ runs away (a ``RuntimeWarning`` says so; see
+            :mod:`heatbath.optim.adaptive_langevin`).
         epsilon: thermostat coupling ε (≥ 0).
         xi0: initial ξ.
         seed: seed of the noise (see :class:`Partitioned`).
