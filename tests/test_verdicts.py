@@ -200,12 +200,13 @@ def test_shorten_marks_every_judged_claim_and_totals_count_why() -> None:
     claims = [Claim("a", "1 %", "2 %", "reproduced"), Claim("b", "x", "y", "not reproduced"),
               Claim("c", "3 %", "4 %", "differs", "far"),
               not_tested("d", "-", "5 %", SETTINGS_NOT_GIVEN),
-              Claim("e", "-", "6 %", "not tested", "no number")]
+              Claim("e", "-", "6 %", "not tested", "no number"),
+              verdict_beats(np.ones(3), np.zeros(3)).claim("f", "f > g")]  # too few runs
     short = shorten(claims)
     assert [c.label for c in short] == [f"not tested ({SHORTENED})"] * 3 + [
-        f"not tested ({SETTINGS_NOT_GIVEN})", "not tested"]
+        f"not tested ({SETTINGS_NOT_GIVEN})", "not tested", f"not tested ({SHORTENED})"]
     assert [c.ours for c in short] == [c.ours for c in claims]
-    assert totals(short) == ("Totals: 5 not tested (3 shortened run, 1 settings not given, "
+    assert totals(short) == ("Totals: 6 not tested (4 shortened run, 1 settings not given, "
                              "1 no claim to judge).\n")
     assert "– not tested (shortened run)" in claims_table(short)
     with pytest.raises(ValueError, match="untested"):

@@ -158,6 +158,11 @@ class Judged(NamedTuple):
     reason: str = ""
     untested: str = ""
 
+    @property
+    def label(self) -> str:
+        """The verdict as printed (see :attr:`Claim.label`)."""
+        return f"{self.verdict} ({self.untested})" if self.untested else self.verdict
+
     def claim(self, claim: str, paper: str) -> Claim:
         """The :class:`Claim` ``claim`` (the statement) with the paper's ``paper`` text."""
         return Claim(claim, paper, self.ours, self.verdict, self.reason, self.untested)
@@ -175,8 +180,10 @@ def shorten(claims: Iterable[Claim], why: str = SHORTENED,
             reason: str = "the paper's numbers are for its full settings; run without "
                           "--quick or caps to judge this claim") -> list[Claim]:
     """Every judged claim as "not tested (``why``)", ours kept (a shortened run cannot be
-    judged against the paper's full-length numbers); claims already "not tested" unchanged."""
-    return [c if c.verdict == "not tested" else
+    judged against the paper's full-length numbers). Claims "not tested" for a reason of their
+    own (no number in the caption, :data:`SETTINGS_NOT_GIVEN`, ...) stay as they are; those
+    "not tested (too few runs)" are shortened too, since the full run has more runs."""
+    return [c if c.verdict == "not tested" and c.untested != FEW_RUNS else
             replace(c, verdict="not tested", untested=why, reason=reason) for c in claims]
 
 
@@ -272,7 +279,9 @@ def verdict_single_run(paper: float, ours: Sequence[float] | np.ndarray, *, lo: 
         raise ValueError(f"min_runs must be >= 2, got {min_runs}")
     v = _finite(ours)
     if v.size < min_runs:
-        return Judged(f"{v.size} finite run(s)", "not tested",
+        text = (f"mean {pct(float(v.mean()))}, range {100 * v.min():.1f}–{100 * v.max():.1f} % "
+                f"(n={v.size})" if v.size else "no finite runs")
+        return Judged(text, "not tested",
                       f"{v.size} runs; the {100 * lo:.0f}–{100 * hi:.0f} % interval needs at "
                       f"least {min_runs}", FEW_RUNS)
     a, b = central_interval(v, lo, hi)

@@ -52,8 +52,9 @@ def write_report(out_dir: Path, outputs: Sequence[tuple[FigureOutput, dict[str, 
         "chose where the caption is silent.\n"]
     if quick:
         intro.append("> **Shortened runs** (`--quick` or step/run caps): fewer runs and steps "
-                     "than the captions. The verdicts below refer to these shortened runs; run "
-                     "`heatbath reproduce all` for the full settings.\n")
+                     "than the captions, so every numeric and ordering claim is *not tested "
+                     "(shortened run)*; our numbers are shown for information. Run "
+                     "`heatbath reproduce all` for verdicts.\n")
     total = sum(out.wall_s for out, _ in outputs)
     total_cpu = sum(out.cpu_s for out, _ in outputs)
     times = [

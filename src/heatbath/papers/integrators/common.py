@@ -11,10 +11,16 @@ A figure module has two steps: ``jobs(spec, cfg, ctx)`` lists its training jobs
 runs as one batched ensemble), which an executor runs; ``report(spec, cfg, ctx, results)`` gets
 the finished results (:class:`FigureResults`) and writes the figure. The claims and verdict rules
 are :mod:`heatbath.output.claims`'.
+
+Runs can come in *blocks* that each draw their own data set (:func:`block_jobs`,
+:func:`block_results`: ``draws`` data draws × ``runs / draws`` runs), so that the spread of our
+runs, and the standard error of a mean over them, include the data-draw variance as well as the
+initialisation, minibatch and noise variance.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -39,6 +45,9 @@ __all__ = [
     "FigureResults",
     "FigureSpec",
     "begin_figure",
+    "block_jobs",
+    "block_results",
+    "draw_plan",
     "final_numbers_claim",
     "final_values",
     "finish_figure",
@@ -226,6 +235,49 @@ def part_jobs(ctx: Context, spec: FigureSpec, cfg: Mapping[str, Any], part: str,
     steps = part_steps(ctx, cfg, part)
     return setting_jobs(ctx, spec, cfg[part], steps=steps, runs=cfg["runs"], part=part,
                         eval_every=max(1, steps // evals))
+
+
+def draw_plan(runs: int, draws: int) -> list[tuple[int, list[int]]]:
+    """``[(draw, seeds), ...]``: ``min(draws, runs)`` data draws with ``runs // draws`` runs
+    each (seeds numbered across draws, so every run has its own seed)."""
+    if runs < 1 or draws < 1:
+        raise ValueError(f"runs and draws must be >= 1, got runs={runs}, draws={draws}")
+    g = min(draws, runs)
+    per = runs // g
+    return [(k, list(range(k * per, (k + 1) * per))) for k in range(g)]
+
+
+def block_jobs(ctx: Context, spec: FigureSpec, setting: Mapping[str, Any], *, steps: int,
+               runs: int, draws: int, methods: Mapping[str, Mapping[str, Any]] | None = None,
+               eval_every: int | None = None, eval_steps: Iterable[int] | None = None,
+               snapshot_steps: Iterable[int] = ()) -> list[Job]:
+    """:func:`setting_jobs` for every block of :func:`draw_plan`: block k trains on the data
+    set drawn with seed ``setting["data"]["seed"] + k`` (part ``draw{k}``), with its own seeds.
+    """
+    out: list[Job] = []
+    base_seed = int(setting["data"].get("seed", 0))
+    snaps = list(snapshot_steps)
+    evals = None if eval_steps is None else list(eval_steps)
+    for k, seeds in draw_plan(runs, draws):
+        s = {**setting, "data": {**setting["data"], "seed": base_seed + k}}
+        jobs = setting_jobs(ctx, spec, s, steps=steps, runs=len(seeds), methods=methods,
+                            part=f"draw{k}", eval_every=eval_every, eval_steps=evals,
+                            snapshot_steps=snaps)
+        out.extend(dataclasses.replace(j, seeds=tuple(seeds)) for j in jobs)
+    return out
+
+
+def block_results(done: FigureResults, runs: int, draws: int
+                  ) -> tuple[dict[str, list[TrainResult]], dict[int, int]]:
+    """The results of :func:`block_jobs`: ``({label: [result of draw 0, draw 1, ...]},
+    {seed: draw})``."""
+    per: dict[str, list[TrainResult]] = {}
+    draw_of: dict[int, int] = {}
+    for k, seeds in draw_plan(runs, draws):
+        for label, res in done.methods(f"draw{k}").items():
+            per.setdefault(label, []).append(res)
+        draw_of.update({s: k for s in seeds})
+    return per, draw_of
 
 
 class FigureResults:

@@ -37,7 +37,9 @@ FIG13 = FigureSpec(
         },
     },
     choices={
-        "data": "500 training / 500 test points, 5 % subsampling (the caption gives neither).",
+        "data": "500 training / 500 test points, 5 % subsampling: the caption gives neither; "
+                "Fig. 4's caption states them for the 2-turn spiral (Fig. 14's 2 % is for a "
+                "20-node SHLP at c = 0.02).",
         "steps": "10,000 steps (not in the caption).",
         "runs": "5 runs (not in the caption; the band is ± 1 sd).",
         "lol.tau2": "τ₂ = τ₁ (see docs/theory/adaptive-langevin.md, section 'LOL').",

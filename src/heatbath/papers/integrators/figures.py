@@ -8,7 +8,9 @@ processes or a Ray cluster, see :mod:`heatbath.engine.executors`), and writes ea
 soon as its jobs have finished: its files, ``figN/result.json``, and ``REPORT.md`` rebuilt from
 every ``result.json`` under the output folder (so running one figure updates its section and
 keeps the others). A figure whose jobs did not all finish is left out of the report, which
-names the missing jobs (``figN/missing.json``) until a later run completes them.
+names the missing jobs (``figN/missing.json``) until a later run completes them. In a shortened
+run (``--quick``, step or run caps) every judged claim becomes "not tested (shortened run)"
+(:func:`heatbath.output.claims.shorten`): the paper's numbers are for its full settings.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from heatbath.engine.executors import ConsoleProgress, Executor, LocalExecutor
 from heatbath.engine.jobs import Job, JobResult
-from heatbath.output.claims import Claim
+from heatbath.output.claims import Claim, shorten
 from heatbath.output.io import write_json
 
 from .claims_report import write_report
@@ -149,6 +151,8 @@ def _report(key: str, ctx: Context, spec: FigureSpec, mod: Any, cfg: dict[str, A
     """Write one figure from its finished jobs; store ``result.json``."""
     c0 = time.process_time()
     out = mod.report(spec, cfg, ctx, done)
+    if ctx.quick or ctx.steps is not None or ctx.runs is not None:
+        out.claims = shorten(out.claims)  # the paper's numbers are for its full settings
     out.wall_s += done.wall_s
     out.cpu_s = time.process_time() - c0 + done.cpu_s
     ctx.say(f"{key}: {out.wall_s:.1f} s of jobs and plots (CPU {out.cpu_s:.1f} s)")
