@@ -342,11 +342,45 @@ def _model_args(model: nn.Module) -> dict[str, Any] | None:
     return None
 
 
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+class _Unstorable(TypeError):
+    """A value a result file cannot hold; ``path`` says where it sits (built on the way out)."""
+
+    def __init__(self, obj: Any) -> None:
+        super().__init__()
+        self.obj = obj
+        self.path: list[str] = []
+
+
 def _encode(obj: Any, where: str) -> Any:
-    """``obj`` as plain data (see the module docstring); TypeError says where a value is not."""
-    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
-        if type(obj) in (bool, int, float, complex, str, bytes) or obj is None:
-            return obj
+    """``obj`` as plain data (see the module docstring); a TypeError says where ``where``'s
+    value holds something that is not."""
+    try:
+        return _enc(obj)
+    except _Unstorable as exc:
+        t = type(exc.obj)
+        raise TypeError(f"{where}{''.join(exc.path)} is a {t.__module__}.{t.__qualname__}, "
+                        f"which a result file cannot hold; return plain data (numbers, "
+                        f"strings, tensors, NumPy arrays, dicts, lists, tuples), heatbath "
+                        f"dataclasses or heatbath's classifier models (see "
+                        f"heatbath.engine.jobs)") from None
+
+
+def _enc(obj: Any) -> Any:
+    t = type(obj)
+    if t in _SCALARS:
+        return obj
+    if t is list or t is tuple or t is set or t is frozenset:
+        enc = []
+        for i, v in enumerate(obj):
+            try:
+                enc.append(v if type(v) in _SCALARS else _enc(v))
+            except _Unstorable as exc:
+                exc.path.insert(0, f"[{i}]")
+                raise
+        return {_TAG: "frozenset", "items": enc} if t is frozenset else t(enc)
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, np.ndarray) and obj.dtype != object:
@@ -355,46 +389,51 @@ def _encode(obj: Any, where: str) -> Any:
     if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
         return {_TAG: "npscalar", "dtype": obj.dtype.str, "data": obj.tobytes()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        cls = type(obj)
-        if cls.__module__.startswith(_OWN):
-            return {_TAG: "dataclass", "type": _classname(cls),
-                    "fields": {f.name: _encode(getattr(obj, f.name), f"{where}.{f.name}")
-                               for f in dataclasses.fields(obj)}}
+        if t.__module__.startswith(_OWN):
+            fields = {}
+            for f in dataclasses.fields(obj):
+                try:
+                    fields[f.name] = _enc(getattr(obj, f.name))
+                except _Unstorable as exc:
+                    exc.path.insert(0, f".{f.name}")
+                    raise
+            return {_TAG: "dataclass", "type": _classname(t), "fields": fields}
     elif isinstance(obj, nn.Module):
         args = _model_args(obj)
         if args is not None:
-            return {_TAG: "model", "type": _classname(type(obj)), "args": args,
+            return {_TAG: "model", "type": _classname(t), "args": args,
                     "state": OrderedDict((k, v.detach().cpu().clone())
                                          for k, v in obj.state_dict().items()),
                     "training": obj.training}
     elif isinstance(obj, Mapping):
-        items = [(_encode(k, f"{where} key"), _encode(v, f"{where}[{k!r}]"))
-                 for k, v in obj.items()]
-        if type(obj) is OrderedDict:
+        items = []
+        for k, v in obj.items():
+            try:
+                items.append((k if type(k) in _SCALARS else _enc(k),
+                              v if type(v) in _SCALARS else _enc(v)))
+            except _Unstorable as exc:
+                exc.path.insert(0, f"[{k!r}]")
+                raise
+        if t is OrderedDict:
             return OrderedDict(items)
-        if any(isinstance(k, str) and k == _TAG for k, _ in items):
+        if any(type(k) is str and k == _TAG for k, _ in items):
             return {_TAG: "dict", "items": items}  # a dict that would read as a tagged one
         try:
             return dict(items)
         except TypeError:
-            raise TypeError(f"{where}: a dict key is not hashable as plain data") from None
-    elif type(obj) in (list, tuple, set, frozenset):
-        enc = [_encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-        if type(obj) is frozenset:
-            return {_TAG: "frozenset", "items": enc}
-        return type(obj)(enc)
-    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which a "
-                    f"result file cannot hold; return plain data (numbers, strings, tensors, "
-                    f"NumPy arrays, dicts, lists, tuples), heatbath dataclasses or heatbath's "
-                    f"classifier models (see heatbath.engine.jobs)")
+            raise _Unstorable(obj) from None  # a key that is not hashable once encoded
+    raise _Unstorable(obj)
 
 
 def _decode(obj: Any, where: str) -> Any:
     """The value :func:`_encode` wrote (heatbath classes only; see :func:`_own_class`)."""
+    t = type(obj)
+    if t in _SCALARS:
+        return obj
     if isinstance(obj, dict):
-        kind = obj.get(_TAG) if type(obj) is dict else None
+        kind = obj.get(_TAG) if t is dict else None
         if kind is None:
-            out = {k: _decode(v, where) for k, v in obj.items()}
+            out = {k: v if type(v) in _SCALARS else _decode(v, where) for k, v in obj.items()}
             return OrderedDict(out) if isinstance(obj, OrderedDict) else out
         if kind == "ndarray":
             arr = np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"]))
@@ -426,8 +465,8 @@ def _decode(obj: Any, where: str) -> Any:
             model.train(bool(obj["training"]))
             return model
         raise ResultFileError(f"{where}: unknown value kind {kind!r}")
-    if isinstance(obj, (list, tuple, set)):
-        return type(obj)(_decode(v, where) for v in obj)
+    if t is list or t is tuple or t is set:
+        return t([v if type(v) in _SCALARS else _decode(v, where) for v in obj])
     return obj
 
 
