@@ -227,6 +227,24 @@ def test_compare_reports_the_finished_methods_and_names_the_missing(tmp_path: Pa
     assert "sgd: MISSING" in summary
 
 
+class Reversed(LocalExecutor):
+    """A local executor that finishes the jobs in the reverse order (as a busy cluster may)."""
+
+    def _run(self, jobs, root, emit, finished, failed):  # type: ignore[no-untyped-def]
+        super()._run(list(reversed(jobs)), root, emit, finished, failed)
+
+
+def test_compare_outputs_do_not_depend_on_the_order_jobs_finish(tmp_path: Path) -> None:
+    from heatbath.engine.experiment import run_experiment
+
+    cfg = tomllib.loads(CONFIG) | {"name": "cmp", "steps": 10, "eval_every": 5}
+    run_experiment(cfg | {"out": str(tmp_path / "a")}, quiet=True, executor=LocalExecutor(1))
+    run_experiment(cfg | {"out": str(tmp_path / "b")}, quiet=True, executor=Reversed(1))
+    for name in ("metrics.csv", "decision_maps.png", "histograms.png", "curves.png"):
+        a = (tmp_path / "a" / "cmp" / name).read_bytes()
+        assert a == (tmp_path / "b" / "cmp" / name).read_bytes(), name
+
+
 def test_reproduce_leaves_out_a_figure_with_missing_jobs(tmp_path: Path) -> None:
     from heatbath.papers.integrators import Context, run_figures
 

@@ -347,6 +347,10 @@ def _run_in_folder(prep: Prepared, folder: RunFolder, *, quiet: bool, resume: bo
             bar.close()
     missing = {name.split("/", 1)[1]: why for name, why in outcome.missing.items()}
     labels = [lb for lb in labels if lb in results]
+    # config order, whatever finished first: the figures' panels and legends must not depend on
+    # which executor ran the jobs or how fast they were
+    results = {lb: results[lb] for lb in labels}
+    method_wall = {lb: method_wall[lb] for lb in labels}
     if not labels:
         raise RuntimeError("no method finished: " + "; ".join(
             f"{k}: {v}" for k, v in missing.items()))
