@@ -185,6 +185,22 @@ def test_robustness_quick_mnist(tmp_path):
                                    n_test=100, attack_steps=20, restarts=2)
     assert res["data"] == "mnist"
     _check_robustness(res, tmp_path)
+    # a --quick run lists the claims with our numbers but judges none of them
+    report = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
+    assert "Totals: 4 not tested (4 shortened run)." in report
+    assert "overstates the non-expansive net's robust accuracy at eps = 2" in report
+
+
+def test_orderings_are_judged_on_paired_test_points() -> None:
+    # 12 points only the first net gets right, 2 only the second, 6 both: sign test on the 14
+    # discordant points, P(Bin(14, 1/2) >= 12) = 0.0065 <= 0.05
+    a = torch.tensor([True] * 12 + [False] * 2 + [True] * 6)
+    b = torch.tensor([False] * 12 + [True] * 2 + [True] * 6)
+    c = structure._beats(a, b, ("A", "B"), "A beats B", "–")
+    assert c.verdict == "reproduced" and "12 of 14 paired test points" in c.ours
+    # 7 against 7: no evidence either way
+    a2 = torch.tensor([True] * 7 + [False] * 7)
+    assert structure._beats(a2, ~a2, ("A", "B"), "A beats B", "–").verdict == "not reproduced"
 
 
 def test_robustness_cifar10_cli_on_test_made_files(tmp_path):
