@@ -191,6 +191,26 @@ def _plain_task(job: Job, ctx: object) -> dict:
     return {"seeds": list(job.seeds)}
 
 
+def test_progress_events_carry_the_test_accuracy(tmp_path: Path) -> None:
+    from heatbath.engine.executors import ConsoleProgress
+
+    events: list[JobEvent] = []
+    jobs = _jobs(steps=12, methods=("sgd",))
+    out = LocalExecutor(1).run(jobs, tmp_path, progress=events.append)
+    prog = [e for e in events if e.kind == "progress"]
+    # one event per evaluation (every 2 steps), each with the mean test accuracy over the seeds
+    rows = out.value("t/sgd").rows
+    for e in prog:
+        acc = [r["accuracy"] for r in rows if r["split"] == "test" and r["step"] == e.step]
+        assert e.info["test_acc"] == pytest.approx(sum(acc) / len(acc), abs=1e-12)
+    lines: list[str] = []
+    console = ConsoleProgress(jobs, log=lines.append, every_s=0.0)
+    for e in events:
+        console(e)
+    assert any(f"step 12/12, test acc {100 * prog[-1].info['test_acc']:.1f} %" in ln
+               for ln in lines)
+
+
 def test_failed_job_is_missing_and_the_others_finish(tmp_path: Path) -> None:
     jobs = _jobs() + [classifier_job("t/bad", data=DATA, model={"name": "shlp", "hidden": 8},
                                      method="nosuchmethod", hparams={}, seeds=[0], steps=5)]
