@@ -456,9 +456,13 @@ def _decode(obj: Any, where: str) -> Any:
                 object.__setattr__(value, k, _decode(v, where))
             return value
         if kind == "model":
+            from heatbath.models.ensemble import EnsembleMLP
+            from heatbath.models.mlp import MLP
+
             cls = _own_class(obj["type"], where)
-            if not issubclass(cls, nn.Module):
-                raise ResultFileError(f"{where}: {obj['type']!r} is not a model")
+            if not issubclass(cls, (MLP, EnsembleMLP)):
+                raise ResultFileError(f"{where}: {obj['type']!r} is not a heatbath classifier "
+                                      f"model")
             args = dict(obj["args"])
             model = cls(args.pop("d_in"), args.pop("hidden"), args.pop("n_classes"), **args)
             model.load_state_dict(obj["state"])
