@@ -45,7 +45,10 @@ FIG15 = FigureSpec(
     choices={
         "axes": "τ₁ × σ_A (the first layer's remaining parameters; the axes are not named in "
                 "the available text).",
-        "grid": "τ₁ ∈ {1e-6, 1e-5, 1e-4, 1e-3}, σ_A ∈ {0.001, 0.01, 0.1}.",
+        "grid": "τ₁ ∈ {1e-6, 1e-5, 1e-4, 1e-3}, σ_A ∈ {0.001, 0.01, 0.1}. In the cells with "
+                "σ_A²h/2 ≥ τ₁ (σ_A = 0.1 with τ₁ ≤ 1e-4, σ_A = 0.01 with τ₁ = 1e-6) the "
+                "additive noise alone heats the first layer above τ₁ and ξ runs away (the "
+                "optimizer warns); they are kept, as the caption's map covers them.",
         "data": "500 training / 500 test points, 5 % subsampling, 10,000 steps: no caption "
                 "of the 4-turn spiral states them (Fig. 9's 2 % is for the p = 1 variant with "
                 "500 nodes).",
