@@ -245,7 +245,9 @@ def run_goals(args: argparse.Namespace) -> None:
     print(f"torch {torch.__version__}; heatbath default noise={_default_noise()!r}; "
           f"HEATBATH_COMPILE={os.environ.get('HEATBATH_COMPILE', '1')}; malloc env: "
           f"{all(os.environ.get(k) == v for k, v in MALLOC_ENV.items())}; "
-          f"{args.rounds} interleaved rounds, {args.warmup} warm-up steps")
+          f"{args.rounds} interleaved rounds, {args.warmup} warm-up steps; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (ratios are robust to other "
+          "load only up to a point: compare runs at similar load)")
     res: dict[str, Result] = {}
     for key in args.settings:
         res[key] = bench(settings[key], models, args.rounds, args.warmup, log,
@@ -258,7 +260,8 @@ def run_goals(args: argparse.Namespace) -> None:
         print(f"{'goal':46s} {'measured':>10s} {'target':>10s}  status")
         for label, got, target, met in rows:
             print(f"{label:46s} {got:>10s} {target:>10s}  {'met' if met else 'NOT MET'}")
-        print(f"{sum(r[3] for r in rows)} of {len(rows)} goals met")
+        print(f"{sum(r[3] for r in rows)} of {len(rows)} goals met (load average at the end: "
+              f"{os.getloadavg()[0]:.1f})")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ and :math:`\operatorname{hi}, \operatorname{lo}` the upper and lower 32 bits of 
 
 and between rounds the key is bumped by the Weyl constants
 :math:`k_0 \mathrel{+}= \mathtt{0x9E3779B9}`, :math:`k_1 \mathrel{+}= \mathtt{0xBB67AE85}`
-(mod :math:`2^{32}`). Ten rounds. The 32×32→64-bit product is formed without signed overflow in
-int64 by splitting the constant multiplier into 16-bit halves,
-:math:`M x = 2^{16} (M_{hi} x) + M_{lo} x` with both partial products :math:`< 2^{48}`.
+(mod :math:`2^{32}`). Ten rounds. The rounds run in 32-bit integer arithmetic (wrapping
+modulo :math:`2^{32}`), with the high half of the 32×32→64-bit product assembled from 16-bit
+limbs (:func:`_mulhilo32`): 32-bit integer operations vectorise on AVX2, 64-bit products do
+not (they were emulated lane by lane and dominated the step).
 Checked against the published Random123 known-answer vectors (``tests/test_philox.py``).
 
 Counter layout (the contract other modules rely on)
@@ -146,35 +147,77 @@ ScalarLike = Tensor | float
 # --------------------------------------------------------------------------------------------
 # Philox4x32-10
 # --------------------------------------------------------------------------------------------
-def _mulhilo(m: int, x: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Return (hi, lo) 32-bit halves of ``m * x`` for a constant ``m < 2**32`` and int64
-    ``x`` in ``[0, 2**32)``, never overflowing int64.
+def _signed32(v: int) -> int:
+    """The int32 whose two's-complement bits are the uint32 ``v``."""
+    return v - (1 << 32) if v >= 1 << 31 else v
 
-    With :math:`m = 2^{16} m_h + m_l`: :math:`p_l = m_l x < 2^{48}`, :math:`p_h = m_h x < 2^{48}`,
-    :math:`t = p_l + 2^{16} (p_h \bmod 2^{16}) < 2^{49}`, so :math:`m x = 2^{32} \lfloor
-    p_h / 2^{16} \rfloor + t`, :math:`\operatorname{lo} = t \bmod 2^{32}` and
-    :math:`\operatorname{hi} = \lfloor p_h/2^{16} \rfloor + \lfloor t/2^{32} \rfloor`.
+
+def _to_i32(x: Tensor) -> Tensor:
+    """int64 holding uint32 values -> int32 with the same 32 bits (no out-of-range cast)."""
+    return (((x + 0x80000000) & _MASK32) - 0x80000000).to(torch.int32)
+
+
+def _from_i32(x: Tensor) -> Tensor:
+    """int32 bit patterns -> int64 holding the uint32 values."""
+    return x.to(torch.int64) & _MASK32
+
+
+def _mulhilo32(m: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    r"""(hi, lo) 32-bit halves of ``m * x`` for a constant uint32 ``m`` and int32 ``x``
+    holding uint32 bit patterns; results are int32 bit patterns.
+
+    Everything is 32-bit integer arithmetic, which vectorises on every SIMD level (64-bit
+    integer products have no AVX2 instruction: inductor and ATen emulate them lane by lane,
+    which made Philox the cost of a noisy step). Products and sums wrap modulo :math:`2^{32}`
+    (two's complement, what torch's int32 kernels do). With 16-bit limbs
+    :math:`x = 2^{16} x_h + x_l`, :math:`m = 2^{16} m_h + m_l`:
+    :math:`\operatorname{lo} = m x \bmod 2^{32}` is one wrapping product, and
+
+    .. math::
+
+        \operatorname{hi} = x_h m_h + \lfloor x_l m_h / 2^{16} \rfloor
+            + \lfloor x_h m_l / 2^{16} \rfloor
+            + \bigl\lfloor (\lfloor x_l m_l / 2^{16} \rfloor + (x_l m_h \bmod 2^{16})
+            + (x_h m_l \bmod 2^{16})) / 2^{16} \bigr\rfloor,
+
+    each partial product below :math:`2^{32}` (read as unsigned: an arithmetic shift followed
+    by a 16-bit mask is the logical shift).
     """
-    p_lo = x * (m & 0xFFFF)
-    p_hi = x * (m >> 16)
-    t = p_lo + ((p_hi & 0xFFFF) << 16)
-    return (p_hi >> 16) + (t >> 32), t & _MASK32
+    ml, mh = m & 0xFFFF, m >> 16
+    xl = x & 0xFFFF
+    xh = (x >> 16) & 0xFFFF
+    ll = xl * ml
+    lh = xl * mh
+    hl = xh * ml
+    mid = ((ll >> 16) & 0xFFFF) + (lh & 0xFFFF) + (hl & 0xFFFF)
+    hi = xh * mh + ((lh >> 16) & 0xFFFF) + ((hl >> 16) & 0xFFFF) + (mid >> 16)
+    return hi, x * _signed32(m)
+
+
+def _mulhilo(m: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(hi, lo) of ``m * x`` for int64 ``x`` in ``[0, 2**32)``, as int64 (via
+    :func:`_mulhilo32`)."""
+    hi, lo = _mulhilo32(m, _to_i32(x))
+    return _from_i32(hi), _from_i32(lo)
 
 
 def _philox_words(
-    c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, k0: Tensor | int, k1: Tensor | int
+    c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, k0: Tensor, k1: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Ten Philox4x32 rounds on broadcastable int64 words holding uint32 values."""
+    """Ten Philox4x32 rounds on broadcastable int64 words holding uint32 values; returns the
+    output words as int32 bit patterns (``_from_i32`` gives the uint32 values). The key
+    schedule runs in int64; the rounds in 32-bit arithmetic (:func:`_mulhilo32`)."""
     m0, m1 = PHILOX_M
     w0, w1 = PHILOX_W
+    x0, x1, x2, x3 = (_to_i32(c) for c in (c0, c1, c2, c3))
     for r in range(_ROUNDS):
         if r:
             k0 = (k0 + w0) & _MASK32
             k1 = (k1 + w1) & _MASK32
-        hi0, lo0 = _mulhilo(m0, c0)
-        hi1, lo1 = _mulhilo(m1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    return c0, c1, c2, c3
+        hi0, lo0 = _mulhilo32(m0, x0)
+        hi1, lo1 = _mulhilo32(m1, x2)
+        x0, x1, x2, x3 = hi1 ^ x1 ^ _to_i32(k0), lo1, hi0 ^ x3 ^ _to_i32(k1), lo0
+    return x0, x1, x2, x3
 
 
 def _check_uint32_tensor(name: str, x: Tensor, width: int) -> None:
@@ -205,7 +248,8 @@ def philox4x32_10(ctr: Tensor, key: Tensor) -> Tensor:
     _check_uint32_tensor("key", key, 2)
     c = ctr.unbind(-1)
     k = key.unbind(-1)
-    return torch.stack(_philox_words(c[0], c[1], c[2], c[3], k[0], k[1]), dim=-1)
+    return torch.stack([_from_i32(w) for w in _philox_words(c[0], c[1], c[2], c[3], k[0],
+                                                             k[1])], dim=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +325,7 @@ def _normal_blocks(nb: int, b0: Tensor | int, keys: tuple[Tensor, ...]) -> Tenso
     k0, k1, t0, t1 = keys
     b = torch.arange(nb, dtype=torch.int64, device=k0.device) + b0
     w = _philox_words(b & _MASK32, b >> 32, t0, t1, k0, k1)
-    a = [(x >> 8).to(torch.int32) for x in w]
+    a = [(x >> 8) & 0xFFFFFF for x in w]  # top 24 bits (int32 words)
     rho0 = _sqrt_heron(_neg2log_unit(a[0]))
     rho2 = _sqrt_heron(_neg2log_unit(a[2]))
     c1, s1 = _cos_sin_turn(a[1])
@@ -657,7 +701,7 @@ def _multi_step_kernel(blocks: Tensor, k0: Tensor, k1: Tensor, steps: Tensor) ->
     row ``j`` holding blocks ``blocks`` at step ``steps[j]`` (layout in the module docstring)."""
     t = steps.unsqueeze(1)
     w = _philox_words(blocks & _MASK32, blocks >> 32, t & _MASK32, (t >> 32) & _MASK32, k0, k1)
-    a = [(x >> 8).to(torch.int32) for x in w]
+    a = [(x >> 8) & 0xFFFFFF for x in w]  # top 24 bits (int32 words)
     rho0 = _sqrt_heron(_neg2log_unit(a[0]))
     rho2 = _sqrt_heron(_neg2log_unit(a[2]))
     c1, s1 = _cos_sin_turn(a[1])
