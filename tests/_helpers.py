@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from heatbath.engine.executors import LocalExecutor
+
 
 def toy_spiral(n: int, turns: float = 1.0, noise: float = 0.02, seed: int = 0):
     """A two-class spiral (the paper's form with a=2, p=0.5) for optimizer tests only."""
@@ -46,3 +48,16 @@ def train(model, opt, X, y, steps: int, batch: int = 25, seed: int = 0, record: 
 def accuracy(model, X, y) -> float:
     with torch.no_grad():
         return float(((model(X).squeeze(-1) > 0).float() == y).float().mean())
+
+
+class DropJobs(LocalExecutor):
+    """A local executor on which the named jobs fail (as if their worker kept dying)."""
+
+    def __init__(self, drop: set[str]) -> None:
+        super().__init__(1)
+        self.drop = drop
+
+    def _run(self, jobs, root, emit, finished, failed):  # type: ignore[no-untyped-def]
+        for job in [j for j in jobs if j.name in self.drop]:
+            failed(job, "its worker died 3 times (simulated)")
+        super()._run([j for j in jobs if j.name not in self.drop], root, emit, finished, failed)

@@ -33,6 +33,8 @@ from heatbath.output.claims import (
     write_report,
 )
 
+from ._helpers import DropJobs
+
 
 def test_verdict_mean_band() -> None:
     # 100 values with sd 0.1 -> SE = 0.01; band = 2*sqrt(2)*0.01 + 0.005 = 0.0333
@@ -106,19 +108,6 @@ hidden = 6
 [methods.sgd]
 h = 0.05
 """
-
-
-class DropJobs(LocalExecutor):
-    """A local executor on which the named jobs fail (as if their worker kept dying)."""
-
-    def __init__(self, drop: set[str]) -> None:
-        super().__init__(1)
-        self.drop = drop
-
-    def _run(self, jobs, root, emit, finished, failed):  # type: ignore[no-untyped-def]
-        for job in [j for j in jobs if j.name in self.drop]:
-            failed(job, "its worker died 3 times (simulated)")
-        super()._run([j for j in jobs if j.name not in self.drop], root, emit, finished, failed)
 
 
 def _sweep() -> Sweep:

@@ -16,6 +16,8 @@ from heatbath.engine.jobs import JobContext
 from heatbath.nn import StructuredNet
 from heatbath.papers.structure import experiments as structure
 
+from ._helpers import DropJobs
+
 TINY_SHAPES = dict(n=60, steps=15, families=["euler", "symplectic"], depth=4)
 TINY_SETS = ["double_moons", "donut"]
 
@@ -28,19 +30,6 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(structure, "DATASETS", TINY_SETS)
     monkeypatch.setitem(structure.QUICK, "thermo", dict(
         n=80, steps=15, families=["symplectic"], methods=["adam", "adlala"]))
-
-
-class DropJobs(LocalExecutor):
-    """A local executor on which the named jobs fail (as if their worker kept dying)."""
-
-    def __init__(self, drop: set[str]) -> None:
-        super().__init__(1)
-        self.drop = drop
-
-    def _run(self, jobs, root, emit, finished, failed):  # type: ignore[no-untyped-def]
-        for job in [j for j in jobs if j.name in self.drop]:
-            failed(job, "its worker died 3 times (simulated)")
-        super()._run([j for j in jobs if j.name not in self.drop], root, emit, finished, failed)
 
 
 def test_report_from_finished_jobs_names_the_missing_and_resume_fills_in(
