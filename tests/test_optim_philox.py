@@ -220,10 +220,25 @@ def test_adl_kinetic_draw_has_the_two_draw_law(n):
 
 
 # ------------------------------------------------------------- backend choice and fused check
+def test_auto_noise_is_philox_at_every_size_with_the_native_kernels(monkeypatch):
+    from heatbath.optim import _core, _native
+
+    if not _native.available():
+        pytest.skip("no C compiler: the native kernels are not built here")
+    small = {"noise": "auto", "params": [torch.zeros(3)]}
+    assert _core._noise_kind(small, False) == "philox"
+    # float64 and the rule below: the native kernels are float32 only
+    assert _core._noise_kind({"noise": "auto", "params": [torch.zeros(3, dtype=torch.float64)]},
+                             False) == "eager"
+    monkeypatch.setenv("HEATBATH_NATIVE", "0")
+    assert _core._noise_kind(small, False) == "eager"
+
+
 def test_auto_noise_picks_philox_for_large_groups_and_shards(monkeypatch):
     from heatbath.optim import _core
 
     monkeypatch.delenv("HEATBATH_COMPILE", raising=False)
+    monkeypatch.setenv("HEATBATH_NATIVE", "0")  # the rule without the native kernels
     monkeypatch.setattr(_core, "AUTO_PHILOX_MIN", 100)
     big = {"noise": "auto", "params": [torch.zeros(60), torch.zeros(40)]}
     small = {"noise": "auto", "params": [torch.zeros(99)]}

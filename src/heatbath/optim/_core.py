@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_choice, check_int, check_real
+from . import _native
 from . import _substeps as S
 from ._base import GroupWork, HeatbathOptimizer, NonFiniteGradientError
 from ._distributed import all_reduce_sum_, local_view
@@ -53,7 +54,9 @@ _FRICTION = ("baoab", "overdamped")  # methods whose friction γ is the group's 
 _MOMENTUM_METHODS = ("baoab", "overdamped", "adl")
 NOISE_BACKENDS = ("auto", "eager", "philox")
 AUTO_PHILOX_MIN = 1 << 20
-"""``noise="auto"`` gives a group counter-based noise from this many elements on (and always for
+"""Without the native kernels (:mod:`heatbath.optim._native`; float32 on the CPU they make
+``noise="auto"`` counter-based at every size, being faster than eager noise everywhere),
+``noise="auto"`` gives a group counter-based noise from this many elements on (and always for
 sharded parameters), eager ``normal_`` below. From about a million parameters the compiled
 Philox step is at least as fast as eager noise (``benchmarks/step.py``); below it, a compiled
 call's fixed cost and the first step's compile time are not worth it. Without a compiler
@@ -295,6 +298,18 @@ class NoiseSource:
         sizes = [t.numel() for t in like]
         total = sum(sizes)
         buf = self.opt._flat_buffer(self.index, draws * total, like[0])
+        lib = _native.lib() if buf.dtype == torch.float32 and buf.device.type == "cpu" else None
+        if lib is not None:  # the native kernel: the same numbers as philox_fill_
+            base, out = buf.data_ptr(), []
+            for d in range(draws):
+                parts = buf[d * total:(d + 1) * total].split(sizes)
+                pos = d * total
+                for k, n in enumerate(sizes):
+                    lib.hb_normals(base + 4 * pos, n, self.keys[k], self.step,
+                                   self.offsets[k] + d * self.numels[k], std)
+                    pos += n
+                out.append([v.view(t.shape) for v, t in zip(parts, like)])
+            return out
         fill = _philox("philox_fill_")
         out = []
         for d in range(draws):
@@ -322,12 +337,16 @@ def _fusable(*ts: Tensor) -> bool:
 
 
 def _noise_kind(group: dict[str, Any], sharded: bool) -> str:
-    """The backend a group uses this step: ``noise="auto"`` resolved (see
-    ``AUTO_PHILOX_MIN``); eager noise on sharded parameters is refused."""
+    """The backend a group uses this step: ``noise="auto"`` resolved (philox for float32 CPU
+    parameters when the native kernels are built, else see ``AUTO_PHILOX_MIN``); eager noise
+    on sharded parameters is refused."""
     kind = group["noise"]
     if kind == "auto":
         if sharded:
             return "philox"
+        p0 = local_view(group["params"][0])
+        if p0.dtype == torch.float32 and p0.device.type == "cpu" and _native.available():
+            return "philox"  # the native kernels are faster than eager noise at every size
         if os.environ.get("HEATBATH_COMPILE", "1") == "0":
             return "eager"
         n = sum(local_view(p).numel() for p in group["params"])
@@ -352,9 +371,10 @@ def _philox_plan(noise: NoiseSource, tensors: list[Tensor], idx: list[int],
            replicas, foreach)
     got = plans.get(noise.index)
     if got is None or got[0] != sig:
+        native = foreach and all(t.dtype == ts[0].dtype for t in ts)
         plan = ph.ListNoise([t.shape for t in ts], keys, offs, ts[0].dtype, ts[0].device,
                             replicas=replicas, compiled=None if foreach else False,
-                            small_tensor=None if foreach else 0)
+                            small_tensor=None if foreach else 0, native=native)
         got = plans[noise.index] = (sig, plan)
     return got[1]
 
@@ -682,7 +702,7 @@ class Partitioned(HeatbathOptimizer):
         group = w.group
         params = group["params"]
         key = (group["noise"], id(params), len(params), w.sharded,
-               os.environ.get("HEATBATH_COMPILE", "1"))
+               os.environ.get("HEATBATH_COMPILE", "1"), os.environ.get("HEATBATH_NATIVE", "1"))
         got = self._kinds.get(w.index)
         if got is None or got[0] != key:
             got = self._kinds[w.index] = (key, _noise_kind(group, w.sharded))
@@ -745,7 +765,7 @@ class Partitioned(HeatbathOptimizer):
         """The base check, except that groups with fused counter-based noise generate this
         step's noise and check their gradients in the same compiled pass (no extra pass over
         the gradients); only a flagged step looks closer (and raises naming the tensors)."""
-        fused_checks: list[Tensor] = []
+        fused_checks: list[Tensor | float] = []
         rest: list[GroupWork] = []
         for w in work:
             idx = self._fused_philox(w)
@@ -765,7 +785,7 @@ class Partitioned(HeatbathOptimizer):
                 rest.append(dataclasses.replace(
                     w, grads=[w.grads[k] for k in left],
                     positions=[w.positions[k] for k in left]))
-        if fused_checks and not math.isfinite(float(torch.stack(fused_checks).sum())):
+        if fused_checks and not math.isfinite(sum(float(c) for c in fused_checks)):
             rest = work  # a NaN/inf (or an overflowing norm): the base check names the tensors
         super()._check_finite(rest, *extra)
 

@@ -116,6 +116,8 @@ from torch import Tensor
 
 from heatbath._validate import check_int
 
+from . import _native
+
 __all__ = [
     "PHILOX_M",
     "PHILOX_W",
@@ -910,6 +912,10 @@ class ListNoise:
         small_tensor: size below which a tensor takes the multi-step cache (default
             :data:`SMALL_TENSOR`); 0 sends every tensor through the per-tensor kernels (the
             tensor-by-tensor reference path, same numbers).
+        native: use the C kernels of :mod:`heatbath.optim._native` (float32 on the CPU, when
+            they could be built): every tensor's noise is generated inside its update, with the
+            numbers of the tensor-op kernels bit for bit. ``None``: when ``compiled`` and
+            ``small_tensor`` is not set.
 
     Attributes:
         prepared_step: the step whose noise :meth:`prepare` generated last (None before).
@@ -917,7 +923,8 @@ class ListNoise:
 
     def __init__(self, shapes: list[torch.Size], keys: list[int], offsets: list[int],
                  dtype: torch.dtype, device: torch.device, *, compiled: bool | None = None,
-                 replicas: int | None = None, small_tensor: int | None = None) -> None:
+                 replicas: int | None = None, small_tensor: int | None = None,
+                 native: bool | None = None) -> None:
         if not (len(shapes) == len(keys) == len(offsets)):
             raise ValueError("shapes, keys and offsets must have one entry per tensor")
         self.shapes = [torch.Size(s) for s in shapes]
@@ -932,11 +939,19 @@ class ListNoise:
         if compiled is None:
             compiled = os.environ.get("HEATBATH_COMPILE", "1") != "0"
         self.compiled = compiled
+        if native is None:
+            native = compiled and small_tensor is None
+        self.native = bool(native and dtype == torch.float32 and torch.device(device).type == "cpu"
+                           and _native.available())
         small_at = SMALL_TENSOR if small_tensor is None else small_tensor
+        if self.native:  # one native kernel per tensor generates the noise inside the update
+            small_at = 0
         self.big = [i for i, n in enumerate(self.numels) if n > 0 and n >= small_at]
         self.small = [i for i, n in enumerate(self.numels) if 0 < n < small_at]
+        self._bins: dict[tuple[int, int], list[list[tuple[int, int, int, int]]]] = {}
         self.prepared_step: int | None = None
-        self._pieces = {i: _pieces(self.numels[i], self.offsets[i]) for i in self.big}
+        self._pieces = ({} if self.native else
+                        {i: _pieces(self.numels[i], self.offsets[i]) for i in self.big})
         self._bufs: dict[int, Tensor] = {}
         self._cache: Tensor | None = None
         self._cache_first = -1
@@ -983,7 +998,7 @@ class ListNoise:
 
     # -- the step --------------------------------------------------------------------------------
     def prepare(self, grads: list[Tensor], step: int, noise: bool = True,
-                check_small: bool = True) -> Tensor | None:
+                check_small: bool = True) -> Tensor | float | None:
         """Generate step ``step``'s noise (when ``noise``) and check ``grads`` (one per tensor).
 
         Changes no parameter. Returns a 0-d tensor that is finite exactly when every gradient
@@ -992,6 +1007,15 @@ class ListNoise:
         raising), or None when nothing was checked. ``check_small=False`` leaves the small
         tensors' gradients to the caller (whose own multi-tensor check is cheaper for them).
         """
+        if self.native:
+            self._step = step
+            if noise:
+                self.prepared_step = step
+            if not self.big:
+                return None
+            bad = self._run_native(lambda i, a, b, r0: (
+                _native.lib().hb_nonfinite, (grads[i].data_ptr() + 4 * a, b - a)), rows=1)
+            return math.nan if any(bad) else 0.0
         checks: list[Tensor] = []
         if self.big:
             t = torch.tensor(step, dtype=torch.int64)
@@ -1020,10 +1044,68 @@ class ListNoise:
     def _noise(self, i: int) -> Tensor:
         return self._bufs[i].view(self.shapes[i])
 
+    # -- native kernels ---------------------------------------------------------------------------
+    def _native_bins(self, rows: int) -> list[list[tuple[int, int, int]]]:
+        """Pieces ``(tensor, start, stop)`` of every tensor, in one bin per thread of about
+        equal size; a piece never crosses a replica row (``rows`` per tensor)."""
+        total = sum(self.numels[i] for i in self.big)
+        threads = _native.threads_for(total)
+        key = (rows, threads)
+        got = self._bins.get(key)
+        if got is not None:
+            return got
+        units = [(i, r * (self.numels[i] // rows), (r + 1) * (self.numels[i] // rows))
+                 for i in self.big for r in range(rows)]
+        if threads == 1:
+            bins = [units]
+        else:
+            cap = -(-total // threads)
+            bins, cur, room = [], [], cap
+            for i, a, b in units:
+                while a < b:
+                    take = b - a if b - a <= room else min(b - a, -(-room // 32) * 32)
+                    cur.append((i, a, a + take))
+                    a += take
+                    room -= take
+                    if room <= 0:
+                        bins.append(cur)
+                        cur, room = [], cap
+            if cur:
+                bins.append(cur)
+        self._bins[key] = bins
+        return bins
+
+    def _run_native(self, make: Callable[[int, int, int, int], tuple[Any, tuple[Any, ...]]],
+                    rows: int) -> list[Any]:
+        """Run ``make(tensor, start, stop, row) -> (fn, args)`` over every piece, a bin per
+        thread; returns the results in piece order (bins concatenated)."""
+        bins = self._native_bins(rows)
+        m = [n // rows for n in self.numels]
+
+        def run(pieces: list[tuple[int, int, int]]) -> list[Any]:
+            out = []
+            for i, a, b in pieces:
+                fn, args = make(i, a, b, a // m[i])
+                out.append(fn(*args))
+            return out
+
+        if len(bins) == 1:
+            return run(bins[0])
+        parts = _native.run_tasks([(run, (b,)) for b in bins])
+        return [x for part in parts for x in part]
+
     def sgld(self, params: list[Tensor], grads: list[Tensor], h: ScalarLike,
              std: ScalarLike) -> None:
         r""":math:`\theta \leftarrow \theta + (\sigma R - h g)` with the prepared noise
         (``std`` :math:`= \sigma`, e.g. :math:`\sqrt{2h\tau}`)."""
+        if self.native:
+            fn, key, off, t = _native.lib().hb_sgld, self.keys, self.offsets, self._step
+            th = [p.data_ptr() for p in params]
+            gr = [g.data_ptr() for g in grads]
+            hf, sf = float(h), float(std)
+            self._run_native(lambda i, a, b, r: (fn, (
+                th[i] + 4 * a, gr[i] + 4 * a, b - a, key[i], t, off[i] + a, hf, sf)), rows=1)
+            return
         if self.big:
             hs, ss = _scalar(h, self.dtype), _scalar(std, self.dtype)
             run = _list_kernel("sgld", self.compiled)
@@ -1039,6 +1121,16 @@ class ListNoise:
     def baoab(self, params: list[Tensor], moms: list[Tensor], grads: list[Tensor],
               kick: ScalarLike, half_h: ScalarLike, c: ScalarLike, d: ScalarLike) -> None:
         r"""Merged-kick BAOAB (see :func:`baoab_philox_step`) with the prepared noise."""
+        if self.native:
+            fn, key, off, t = _native.lib().hb_baoab, self.keys, self.offsets, self._step
+            th = [p.data_ptr() for p in params]
+            mo = [p.data_ptr() for p in moms]
+            gr = [g.data_ptr() for g in grads]
+            co = (float(kick), float(half_h), float(c), float(d))
+            self._run_native(lambda i, a, b, r: (fn, (
+                th[i] + 4 * a, mo[i] + 4 * a, gr[i] + 4 * a, b - a, key[i], t, off[i] + a, *co)),
+                rows=1)
+            return
         if self.big:
             k, hh, cc, dd = (_scalar(v, self.dtype) for v in (kick, half_h, c, d))
             run = _list_kernel("baoab", self.compiled)
@@ -1065,6 +1157,8 @@ class ListNoise:
         :math:`\sigma_A\sqrt h\,R` to the momentum; E's kinetic energy then comes from
         :func:`adl_kinetic_draw` (one N-normal draw per step, not 2N).
         """
+        if self.native and sigma_a > 0.0:
+            return self._adl_first_native(params, moms, grads, kick, half_h, factors, sigma_a, h)
         k, hh = _scalar(kick, self.dtype), _scalar(half_h, self.dtype)
         noisy = sigma_a > 0.0
         cz = _scalar(0.5 * sigma_a * math.sqrt(h), self.dtype)
@@ -1098,11 +1192,45 @@ class ListNoise:
                 out[i] = torch.zeros(R, dtype=self.dtype, device=self.device)
         return out  # type: ignore[return-value]
 
+    def _adl_first_native(self, params: list[Tensor], moms: list[Tensor], grads: list[Tensor],
+                          kick: ScalarLike, half_h: ScalarLike, factors: list[Tensor],
+                          sigma_a: float, h: float) -> list[Tensor]:
+        """:meth:`adl_first` by the native kernel (|a|^2 summed in float64)."""
+        R = self.R
+        fn, key, off, t = _native.lib().hb_adl1, self.keys, self.offsets, self._step
+        th = [p.data_ptr() for p in params]
+        mo = [p.data_ptr() for p in moms]
+        gr = [g.data_ptr() for g in grads]
+        fl = [f.reshape(-1).tolist() for f in factors]
+        co = (float(kick), float(half_h))
+        cz, s2 = 0.5 * sigma_a * math.sqrt(h), sigma_a * math.sqrt(h)
+
+        def make(i: int, a: int, b: int, r: int) -> tuple[Any, tuple[Any, ...]]:
+            return fn, (th[i] + 4 * a, mo[i] + 4 * a, gr[i] + 4 * a, b - a, key[i], t,
+                        off[i] + a, *co, fl[i][r], cz, s2)
+
+        res = self._run_native(make, rows=R)
+        kin = [[0.0] * R for _ in params]
+        bins = [p for b in self._native_bins(R) for p in b]
+        for (i, a, _), v in zip(bins, res):
+            kin[i][a // (self.numels[i] // R)] += v
+        out = torch.tensor(kin, dtype=torch.float64, device=self.device)
+        return list(out.unbind(0))
+
     def adl_second(self, params: list[Tensor], moms: list[Tensor], half_h: ScalarLike,
                    factors: list[Tensor]) -> None:
         """Adaptive Langevin's closing C (factors as in :meth:`adl_first`) and A."""
         hh = _scalar(half_h, self.dtype)
         R = self.R
+        if self.native:
+            fn = _native.lib().hb_adl2
+            th = [p.data_ptr() for p in params]
+            mo = [p.data_ptr() for p in moms]
+            fl = [f.reshape(-1).tolist() for f in factors]
+            hf = float(half_h)
+            self._run_native(lambda i, a, b, r: (fn, (
+                th[i] + 4 * a, mo[i] + 4 * a, b - a, fl[i][r], hf)), rows=R)
+            return
         run = _list_kernel("adl2", self.compiled)
         for i in self.big:
             run(params[i].view(R, -1), moms[i].view(R, -1), factors[i], hh)

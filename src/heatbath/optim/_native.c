@@ -1,0 +1,447 @@
+/* heatbath native kernels: counter-based Gaussian noise fused with the Langevin updates.
+ *
+ * The numbers are, bit for bit, those of the tensor-op reference in heatbath/optim/_philox.py
+ * (Philox4x32-10 keyed by (seed, step, block), Box-Muller from the top 24 bits of each word,
+ * with ln, sin, cos and sqrt evaluated by the same sequence of IEEE float32 +, -, *, /):
+ * integer arithmetic is exact, and every floating-point operation below is the same
+ * correctly rounded operation in the same order. Build with -ffp-contract=off (no FMA
+ * contraction) and without -ffast-math. See docs/how-to/noise.md for the layout of the stream.
+ *
+ * The element with global index g at step t under key k is lane g % 4 of Philox block g / 4;
+ * a kernel call covers elements [0, n) of a buffer whose element 0 has global index `off`,
+ * so a tensor split into pieces (threads, FSDP shards) gets the numbers of the whole.
+ *
+ * Every kernel is single-threaded; the Python side (heatbath/optim/_native.py) splits large
+ * tensors across threads, calling these with the GIL released.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+/* constants exactly as the reference rounds its Python floats to float32 */
+#define F_SQRT2 ((float)1.4142135623730951)
+#define F_LN2_HI ((float)0.693145751953125)
+#define F_LN2_LO ((float)1.428606820309417232e-06)
+#define F_PHI_UNIT ((float)(3.141592653589793 / 16777216.0))
+#define F_L3 ((float)(2.0 / 3.0))
+#define F_L5 ((float)(2.0 / 5.0))
+#define F_L7 ((float)(2.0 / 7.0))
+#define F_L9 ((float)(2.0 / 9.0))
+#define F_S3 ((float)(-1.0 / 6.0))
+#define F_S5 ((float)(1.0 / 120.0))
+#define F_S7 ((float)(-1.0 / 5040.0))
+#define F_S9 ((float)(1.0 / 362880.0))
+#define F_C4 ((float)(1.0 / 24.0))
+#define F_C6 ((float)(-1.0 / 720.0))
+#define F_C8 ((float)(1.0 / 40320.0))
+#define F_C10 ((float)(-1.0 / 3628800.0))
+
+typedef struct {
+    uint32_t k0, k1, t0, t1;
+} hb_keys;
+
+static hb_keys make_keys(uint64_t key, uint64_t step) {
+    hb_keys K;
+    K.k0 = (uint32_t)key;
+    K.k1 = (uint32_t)(key >> 32);
+    K.t0 = (uint32_t)step;
+    K.t1 = (uint32_t)(step >> 32);
+    return K;
+}
+
+static inline uint32_t f2u(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+static inline float u2f(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+
+/* ---------------------------------------------------------------- scalar reference pieces */
+static inline float neg2log_s(uint32_t a) {
+    float f = (float)(int32_t)(a | 1u);
+    uint32_t bits = f2u(f);
+    int32_t e = (int32_t)(bits >> 23) - 127;
+    float m = u2f((bits & 0x7FFFFFu) | 0x3F800000u);
+    if (m > F_SQRT2) {
+        m = m * 0.5f;
+        e = e + 1;
+    }
+    float s = (m - 1.0f) / (m + 1.0f);
+    float s2 = s * s;
+    float ln_m = s * (2.0f + s2 * (F_L3 + s2 * (F_L5 + s2 * (F_L7 + s2 * F_L9))));
+    float ef = (float)(e - 24);
+    return -2.0f * (ef * F_LN2_HI + (ef * F_LN2_LO + ln_m));
+}
+
+static inline float sqrt_heron_s(float y) {
+    float s = u2f((uint32_t)(((int32_t)f2u(y) >> 1) + 0x1FBD1DF5));
+    for (int i = 0; i < 3; i++) s = 0.5f * (s + y / s);
+    return s;
+}
+
+static inline void cos_sin_s(uint32_t a, float *c, float *s) {
+    uint32_t a2 = (a + (1u << 21)) & ((1u << 24) - 1u);
+    uint32_t q = a2 >> 22;
+    int32_t r = (int32_t)(a2 & ((1u << 22) - 1u)) - (1 << 21);
+    float phi = (float)(2 * r + 1) * F_PHI_UNIT;
+    float p2 = phi * phi;
+    float sin_p = phi + phi * p2 * (F_S3 + p2 * (F_S5 + p2 * (F_S7 + p2 * F_S9)));
+    float cos_p = 1.0f + p2 * (-0.5f + p2 * (F_C4 + p2 * (F_C6 + p2 * (F_C8 + p2 * F_C10))));
+    float cc = (q & 1u) ? sin_p : cos_p;
+    float ss = (q & 1u) ? cos_p : sin_p;
+    if (((q + 1u) & 2u) == 2u) cc = -cc;
+    if ((q & 2u) == 2u) ss = -ss;
+    *c = cc;
+    *s = ss;
+}
+
+static inline void mulhilo_s(uint32_t m, uint32_t x, uint32_t *hi, uint32_t *lo) {
+    uint64_t p = (uint64_t)m * (uint64_t)x;
+    *hi = (uint32_t)(p >> 32);
+    *lo = (uint32_t)p;
+}
+
+/* the four normals of Philox block b */
+static void block4_s(const hb_keys *K, uint64_t b, float z[4]) {
+    uint32_t x0 = (uint32_t)b, x1 = (uint32_t)(b >> 32), x2 = K->t0, x3 = K->t1;
+    uint32_t k0 = K->k0, k1 = K->k1;
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        uint32_t hi0, lo0, hi1, lo1;
+        mulhilo_s(PHILOX_M0, x0, &hi0, &lo0);
+        mulhilo_s(PHILOX_M1, x2, &hi1, &lo1);
+        uint32_t y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
+        x0 = y0;
+        x1 = lo1;
+        x2 = y2;
+        x3 = lo0;
+    }
+    float rho0 = sqrt_heron_s(neg2log_s(x0 >> 8));
+    float rho2 = sqrt_heron_s(neg2log_s(x2 >> 8));
+    float c1, s1, c3, s3;
+    cos_sin_s(x1 >> 8, &c1, &s1);
+    cos_sin_s(x3 >> 8, &c3, &s3);
+    z[0] = rho0 * c1;
+    z[1] = rho0 * s1;
+    z[2] = rho2 * c3;
+    z[3] = rho2 * s3;
+}
+
+/* normal of global index g, reusing the last block computed */
+typedef struct {
+    uint64_t b;
+    float z[4];
+} hb_cache;
+
+static inline float znorm(const hb_keys *K, hb_cache *C, uint64_t g) {
+    uint64_t b = g >> 2;
+    if (b != C->b) {
+        block4_s(K, b, C->z);
+        C->b = b;
+    }
+    return C->z[g & 3u];
+}
+
+/* ------------------------------------------------------------------- AVX2: 8 blocks at once */
+#ifdef __AVX2__
+static inline void mulhilo8(__m256i x, __m256i m, __m256i *hi, __m256i *lo) {
+    __m256i pe = _mm256_mul_epu32(x, m);
+    __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+}
+
+static inline __m256 neg2log8(__m256i a) {
+    __m256 f = _mm256_cvtepi32_ps(_mm256_or_si256(a, _mm256_set1_epi32(1)));
+    __m256i bits = _mm256_castps_si256(f);
+    __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFF)), _mm256_set1_epi32(0x3F800000)));
+    __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(F_SQRT2), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+    e = _mm256_sub_epi32(e, _mm256_castps_si256(big)); /* mask is -1 where big */
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 s = _mm256_div_ps(_mm256_sub_ps(m, one), _mm256_add_ps(m, one));
+    __m256 s2 = _mm256_mul_ps(s, s);
+    __m256 p = _mm256_mul_ps(s2, _mm256_set1_ps(F_L9));
+    p = _mm256_mul_ps(s2, _mm256_add_ps(_mm256_set1_ps(F_L7), p));
+    p = _mm256_mul_ps(s2, _mm256_add_ps(_mm256_set1_ps(F_L5), p));
+    p = _mm256_mul_ps(s2, _mm256_add_ps(_mm256_set1_ps(F_L3), p));
+    __m256 ln_m = _mm256_mul_ps(s, _mm256_add_ps(_mm256_set1_ps(2.0f), p));
+    __m256 ef = _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_set1_epi32(24)));
+    __m256 t = _mm256_add_ps(_mm256_mul_ps(ef, _mm256_set1_ps(F_LN2_LO)), ln_m);
+    t = _mm256_add_ps(_mm256_mul_ps(ef, _mm256_set1_ps(F_LN2_HI)), t);
+    return _mm256_mul_ps(_mm256_set1_ps(-2.0f), t);
+}
+
+static inline __m256 sqrt_heron8(__m256 y) {
+    __m256 s = _mm256_castsi256_ps(_mm256_add_epi32(
+        _mm256_srai_epi32(_mm256_castps_si256(y), 1), _mm256_set1_epi32(0x1FBD1DF5)));
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (int i = 0; i < 3; i++) s = _mm256_mul_ps(half, _mm256_add_ps(s, _mm256_div_ps(y, s)));
+    return s;
+}
+
+static inline void cos_sin8(__m256i a, __m256 *c, __m256 *s) {
+    __m256i a2 = _mm256_and_si256(_mm256_add_epi32(a, _mm256_set1_epi32(1 << 21)),
+                                  _mm256_set1_epi32((1 << 24) - 1));
+    __m256i q = _mm256_srli_epi32(a2, 22);
+    __m256i r = _mm256_sub_epi32(_mm256_and_si256(a2, _mm256_set1_epi32((1 << 22) - 1)),
+                                 _mm256_set1_epi32(1 << 21));
+    __m256i k = _mm256_add_epi32(_mm256_add_epi32(r, r), _mm256_set1_epi32(1));
+    __m256 phi = _mm256_mul_ps(_mm256_cvtepi32_ps(k), _mm256_set1_ps(F_PHI_UNIT));
+    __m256 p2 = _mm256_mul_ps(phi, phi);
+    __m256 ps = _mm256_mul_ps(p2, _mm256_set1_ps(F_S9));
+    ps = _mm256_mul_ps(p2, _mm256_add_ps(_mm256_set1_ps(F_S7), ps));
+    ps = _mm256_mul_ps(p2, _mm256_add_ps(_mm256_set1_ps(F_S5), ps));
+    ps = _mm256_add_ps(_mm256_set1_ps(F_S3), ps);
+    __m256 sin_p = _mm256_add_ps(phi, _mm256_mul_ps(_mm256_mul_ps(phi, p2), ps));
+    __m256 pc = _mm256_mul_ps(p2, _mm256_set1_ps(F_C10));
+    pc = _mm256_mul_ps(p2, _mm256_add_ps(_mm256_set1_ps(F_C8), pc));
+    pc = _mm256_mul_ps(p2, _mm256_add_ps(_mm256_set1_ps(F_C6), pc));
+    pc = _mm256_mul_ps(p2, _mm256_add_ps(_mm256_set1_ps(F_C4), pc));
+    pc = _mm256_mul_ps(p2, _mm256_add_ps(_mm256_set1_ps(-0.5f), pc));
+    __m256 cos_p = _mm256_add_ps(_mm256_set1_ps(1.0f), pc);
+    const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
+    __m256 odd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(q, one), one));
+    __m256 cc = _mm256_blendv_ps(cos_p, sin_p, odd);
+    __m256 ss = _mm256_blendv_ps(sin_p, cos_p, odd);
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    __m256 negc = _mm256_castsi256_ps(
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_add_epi32(q, one), two), two));
+    __m256 negs = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(q, two), two));
+    *c = _mm256_xor_ps(cc, _mm256_and_ps(negc, sign));
+    *s = _mm256_xor_ps(ss, _mm256_and_ps(negs, sign));
+}
+
+/* the 32 normals of blocks b .. b+7 (b a multiple of 8), in element order: z[v] holds
+ * elements 4b + 8v .. 4b + 8v + 7 */
+static inline void noise32(const hb_keys *K, uint64_t b, __m256 z[4]) {
+    if ((uint32_t)b > 0xFFFFFFF7u) { /* the low counter word wraps inside the 8 blocks */
+        float tmp[32];
+        for (int j = 0; j < 8; j++) block4_s(K, b + (uint64_t)j, tmp + 4 * j);
+        for (int v = 0; v < 4; v++) z[v] = _mm256_loadu_ps(tmp + 8 * v);
+        return;
+    }
+    __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b),
+                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i x1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32));
+    __m256i x2 = _mm256_set1_epi32((int)K->t0);
+    __m256i x3 = _mm256_set1_epi32((int)K->t1);
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    uint32_t k0 = K->k0, k1 = K->k1;
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        __m256i hi0, lo0, hi1, lo1;
+        mulhilo8(x0, m0, &hi0, &lo0);
+        mulhilo8(x2, m1, &hi1, &lo1);
+        __m256i y0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
+        __m256i y2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
+        x0 = y0;
+        x1 = lo1;
+        x2 = y2;
+        x3 = lo0;
+    }
+    __m256 rho0 = sqrt_heron8(neg2log8(_mm256_srli_epi32(x0, 8)));
+    __m256 rho2 = sqrt_heron8(neg2log8(_mm256_srli_epi32(x2, 8)));
+    __m256 c1, s1, c3, s3;
+    cos_sin8(_mm256_srli_epi32(x1, 8), &c1, &s1);
+    cos_sin8(_mm256_srli_epi32(x3, 8), &c3, &s3);
+    __m256 Z0 = _mm256_mul_ps(rho0, c1), Z1 = _mm256_mul_ps(rho0, s1);
+    __m256 Z2 = _mm256_mul_ps(rho2, c3), Z3 = _mm256_mul_ps(rho2, s3);
+    /* transpose: lanes (Z0[j], Z1[j], Z2[j], Z3[j]) are elements 4j .. 4j+3 */
+    __m256 t0 = _mm256_unpacklo_ps(Z0, Z1), t1 = _mm256_unpackhi_ps(Z0, Z1);
+    __m256 t2 = _mm256_unpacklo_ps(Z2, Z3), t3 = _mm256_unpackhi_ps(Z2, Z3);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    z[0] = _mm256_permute2f128_ps(u0, u1, 0x20);
+    z[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
+    z[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
+    z[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
+}
+#endif
+
+/* Elements before the first 32-aligned global index (and after the last full group of 32)
+ * take the scalar path; the middle goes 32 at a time. */
+static inline int64_t head_len(uint64_t off, int64_t n) {
+#ifdef __AVX2__
+    int64_t h = (int64_t)((32u - (off & 31u)) & 31u);
+    return h < n ? h : n;
+#else
+    (void)off;
+    return n;
+#endif
+}
+
+/* ------------------------------------------------------------------------------ kernels */
+int hb_has_avx2(void) {
+#ifdef __AVX2__
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* out[i] = std * Z(key, step, off + i) (std = 1 gives the plain stream) */
+void hb_normals(float *out, int64_t n, uint64_t key, uint64_t step, uint64_t off, float std) {
+    hb_keys K = make_keys(key, step);
+    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    int64_t i = 0, h = head_len(off, n);
+    for (; i < h; i++) out[i] = std * znorm(&K, &C, off + (uint64_t)i);
+#ifdef __AVX2__
+    const __m256 vs = _mm256_set1_ps(std);
+    for (; i + 32 <= n; i += 32) {
+        __m256 z[4];
+        noise32(&K, (off + (uint64_t)i) >> 2, z);
+        for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + i + 8 * v, _mm256_mul_ps(vs, z[v]));
+    }
+#endif
+    for (; i < n; i++) out[i] = std * znorm(&K, &C, off + (uint64_t)i);
+}
+
+/* 1 when some g[i] is NaN or infinite */
+int hb_nonfinite(const float *g, int64_t n) {
+    const uint32_t *u = (const uint32_t *)g;
+    uint32_t bad = 0;
+    int64_t i = 0;
+    for (; i + 1024 <= n; i += 1024) {
+        for (int j = 0; j < 1024; j++) bad |= ((u[i + j] & 0x7F800000u) == 0x7F800000u);
+        if (bad) return 1;
+    }
+    for (; i < n; i++) bad |= ((u[i] & 0x7F800000u) == 0x7F800000u);
+    return bad ? 1 : 0;
+}
+
+/* SGLD: theta += (std * Z - h * g) */
+void hb_sgld(float *th, const float *gr, int64_t n, uint64_t key, uint64_t step, uint64_t off,
+             float h, float std) {
+    hb_keys K = make_keys(key, step);
+    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    int64_t i = 0, hd = head_len(off, n);
+#define SGLD_S(i)                                                   \
+    do {                                                            \
+        float z = znorm(&K, &C, off + (uint64_t)(i));               \
+        th[i] = th[i] + (std * z - h * gr[i]);                      \
+    } while (0)
+    for (; i < hd; i++) SGLD_S(i);
+#ifdef __AVX2__
+    const __m256 vh = _mm256_set1_ps(h), vs = _mm256_set1_ps(std);
+    for (; i + 32 <= n; i += 32) {
+        __m256 z[4];
+        noise32(&K, (off + (uint64_t)i) >> 2, z);
+        for (int v = 0; v < 4; v++) {
+            int64_t e = i + 8 * v;
+            __m256 t = _mm256_sub_ps(_mm256_mul_ps(vs, z[v]),
+                                     _mm256_mul_ps(vh, _mm256_loadu_ps(gr + e)));
+            _mm256_storeu_ps(th + e, _mm256_add_ps(_mm256_loadu_ps(th + e), t));
+        }
+    }
+#endif
+    for (; i < n; i++) SGLD_S(i);
+#undef SGLD_S
+}
+
+/* merged-kick BAOAB: p += kick g; theta += hh p; p = c p + d Z; theta += hh p */
+void hb_baoab(float *th, float *mo, const float *gr, int64_t n, uint64_t key, uint64_t step,
+              uint64_t off, float kick, float hh, float c, float d) {
+    hb_keys K = make_keys(key, step);
+    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    int64_t i = 0, hd = head_len(off, n);
+#define BAOAB_S(i)                                                  \
+    do {                                                            \
+        float z = znorm(&K, &C, off + (uint64_t)(i));               \
+        float p = mo[i] + kick * gr[i];                             \
+        float t = th[i] + hh * p;                                   \
+        p = p * c + d * z;                                          \
+        th[i] = t + hh * p;                                         \
+        mo[i] = p;                                                  \
+    } while (0)
+    for (; i < hd; i++) BAOAB_S(i);
+#ifdef __AVX2__
+    const __m256 vk = _mm256_set1_ps(kick), vhh = _mm256_set1_ps(hh);
+    const __m256 vc = _mm256_set1_ps(c), vd = _mm256_set1_ps(d);
+    for (; i + 32 <= n; i += 32) {
+        __m256 z[4];
+        noise32(&K, (off + (uint64_t)i) >> 2, z);
+        for (int v = 0; v < 4; v++) {
+            int64_t e = i + 8 * v;
+            __m256 p = _mm256_add_ps(_mm256_loadu_ps(mo + e),
+                                     _mm256_mul_ps(vk, _mm256_loadu_ps(gr + e)));
+            __m256 t = _mm256_add_ps(_mm256_loadu_ps(th + e), _mm256_mul_ps(vhh, p));
+            p = _mm256_add_ps(_mm256_mul_ps(p, vc), _mm256_mul_ps(vd, z[v]));
+            _mm256_storeu_ps(th + e, _mm256_add_ps(t, _mm256_mul_ps(vhh, p)));
+            _mm256_storeu_ps(mo + e, p);
+        }
+    }
+#endif
+    for (; i < n; i++) BAOAB_S(i);
+#undef BAOAB_S
+}
+
+/* Adaptive Langevin up to E on one replica's row: p += kick g; theta += hh p; p *= f;
+ * a = p + cz Z; p += s2 Z; returns sum a^2 (accumulated in double) */
+double hb_adl1(float *th, float *mo, const float *gr, int64_t n, uint64_t key, uint64_t step,
+               uint64_t off, float kick, float hh, float f, float cz, float s2) {
+    hb_keys K = make_keys(key, step);
+    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    double kin = 0.0;
+    int64_t i = 0, hd = head_len(off, n);
+#define ADL1_S(i)                                                   \
+    do {                                                            \
+        float z = znorm(&K, &C, off + (uint64_t)(i));               \
+        float p = mo[i] + kick * gr[i];                             \
+        th[i] = th[i] + hh * p;                                     \
+        p = p * f;                                                  \
+        float a = p + cz * z;                                       \
+        kin += (double)(a * a);                                     \
+        mo[i] = p + s2 * z;                                         \
+    } while (0)
+    for (; i < hd; i++) ADL1_S(i);
+#ifdef __AVX2__
+    const __m256 vk = _mm256_set1_ps(kick), vhh = _mm256_set1_ps(hh), vf = _mm256_set1_ps(f);
+    const __m256 vcz = _mm256_set1_ps(cz), vs2 = _mm256_set1_ps(s2);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    for (; i + 32 <= n; i += 32) {
+        __m256 z[4];
+        noise32(&K, (off + (uint64_t)i) >> 2, z);
+        for (int v = 0; v < 4; v++) {
+            int64_t e = i + 8 * v;
+            __m256 p = _mm256_add_ps(_mm256_loadu_ps(mo + e),
+                                     _mm256_mul_ps(vk, _mm256_loadu_ps(gr + e)));
+            _mm256_storeu_ps(th + e, _mm256_add_ps(_mm256_loadu_ps(th + e),
+                                                   _mm256_mul_ps(vhh, p)));
+            p = _mm256_mul_ps(p, vf);
+            __m256 a = _mm256_add_ps(p, _mm256_mul_ps(vcz, z[v]));
+            __m256 a2 = _mm256_mul_ps(a, a);
+            acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(a2)));
+            acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(a2, 1)));
+            _mm256_storeu_ps(mo + e, _mm256_add_ps(p, _mm256_mul_ps(vs2, z[v])));
+        }
+    }
+    double tmp[4];
+    _mm256_storeu_pd(tmp, _mm256_add_pd(acc0, acc1));
+    kin += (tmp[0] + tmp[1]) + (tmp[2] + tmp[3]);
+#endif
+    for (; i < n; i++) ADL1_S(i);
+#undef ADL1_S
+    return kin;
+}
+
+/* Adaptive Langevin after E: p *= f; theta += hh p */
+void hb_adl2(float *th, float *mo, int64_t n, float f, float hh) {
+    for (int64_t i = 0; i < n; i++) {
+        float p = mo[i] * f;
+        th[i] = th[i] + hh * p;
+        mo[i] = p;
+    }
+}

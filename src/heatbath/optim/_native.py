@@ -1,0 +1,195 @@
+r"""Native (C) kernels for counter-based noise fused with the update, loaded with ``ctypes``.
+
+What and why
+------------
+The Gaussian noise is the floor of a Langevin step on a CPU. The tensor-op Philox in
+:mod:`heatbath.optim._philox` is exact and portable, but even compiled by inductor it spends
+several nanoseconds per normal (its 32×32→64-bit products are emulated with 16-bit limbs, and
+the noise goes through a temporary buffer). ``_native.c`` computes the *same numbers, bit for
+bit* — Philox4x32-10 with AVX2's 32×32→64-bit multiply, eight blocks at a time, then the same
+Box–Muller with the same sequence of IEEE float32 operations — and applies the step in the same
+pass, so a noisy step reads and writes each tensor once, like SGD with momentum.
+
+The source ships with the package and is compiled on first use with the system C compiler
+(``cc -O2 -march=native -ffp-contract=off``, about a second) into a per-user cache
+(``$HEATBATH_CACHE`` or ``~/.cache/heatbath``), keyed by the source, the compiler flags and the
+CPU's instruction set; later processes load the cached library. No compiler, a failed build
+or ``HEATBATH_NATIVE=0`` leaves :func:`lib` returning None, and heatbath uses the tensor-op
+kernels (same numbers, slower). ``tests/test_native.py`` checks the native numbers against the
+tensor-op reference bit for bit.
+
+Threads
+-------
+Each native call is single-threaded and releases the GIL (``ctypes``), so :func:`run_tasks`
+splits large work into ``torch.get_num_threads()`` pieces and runs them on a small thread pool.
+The numbers do not depend on the split: element ``i`` of a tensor is a pure function of
+(key, step, global index).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["lib", "available", "run_tasks", "PARALLEL_MIN"]
+
+PARALLEL_MIN = 1 << 16
+"""Elements below which a call is not split across threads (the thread hand-off costs more)."""
+
+_SOURCE = Path(__file__).with_name("_native.c")
+_FLAGS = ["-O2", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared",
+          "-std=c99"]
+_lock = threading.Lock()
+_state: dict[str, Any] = {"tried": False, "lib": None, "error": None}
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+_c_float, _c_i64, _c_u64, _c_p = ctypes.c_float, ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "hb_has_avx2": (ctypes.c_int, []),
+    "hb_normals": (None, [_c_p, _c_i64, _c_u64, _c_u64, _c_u64, _c_float]),
+    "hb_nonfinite": (ctypes.c_int, [_c_p, _c_i64]),
+    "hb_sgld": (None, [_c_p, _c_p, _c_i64, _c_u64, _c_u64, _c_u64, _c_float, _c_float]),
+    "hb_baoab": (None, [_c_p, _c_p, _c_p, _c_i64, _c_u64, _c_u64, _c_u64, _c_float, _c_float,
+                        _c_float, _c_float]),
+    "hb_adl1": (ctypes.c_double, [_c_p, _c_p, _c_p, _c_i64, _c_u64, _c_u64, _c_u64, _c_float,
+                                  _c_float, _c_float, _c_float, _c_float]),
+    "hb_adl2": (None, [_c_p, _c_p, _c_i64, _c_float, _c_float]),
+}
+
+
+def _cpu_signature() -> str:
+    """The CPU's instruction-set flags (what ``-march=native`` compiles for)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("HEATBATH_CACHE")
+    if base:
+        return Path(base) / "native"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg or Path.home() / ".cache") / "heatbath" / "native"
+
+
+def _compiler() -> str:
+    return os.environ.get("CC", "cc")
+
+
+def _build() -> Path:
+    """Compile ``_native.c`` into the cache (atomically: a temporary file renamed into place)
+    unless the library for this source, compiler, flags and CPU is already there."""
+    src = _SOURCE.read_bytes()
+    tag = hashlib.sha256(b"\0".join([src, _compiler().encode(), " ".join(_FLAGS).encode(),
+                                     _cpu_signature().encode(), platform.machine().encode(),
+                                     sys.platform.encode()])).hexdigest()[:20]
+    out_dir = _cache_dir()
+    target = out_dir / f"heatbath_native_{tag}.so"
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        subprocess.run([_compiler(), *_FLAGS, str(_SOURCE), "-o", tmp], check=True,
+                       capture_output=True, text=True, timeout=120)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load() -> ctypes.CDLL:
+    lib_ = ctypes.CDLL(str(_build()))
+    for name, (res, args) in _SIGNATURES.items():
+        fn = getattr(lib_, name)
+        fn.restype = res
+        fn.argtypes = args
+    return lib_
+
+
+def lib() -> ctypes.CDLL | None:
+    """The native library, built on first use; None when disabled (``HEATBATH_NATIVE=0``),
+    on a platform without a C compiler, or when the build failed (a one-time warning says
+    why; heatbath then uses its tensor-op kernels, with the same numbers)."""
+    if os.environ.get("HEATBATH_NATIVE", "1") == "0":
+        return None
+    if _state["tried"]:
+        return _state["lib"]
+    with _lock:
+        if not _state["tried"]:
+            try:
+                _state["lib"] = _load()
+            except (OSError, subprocess.SubprocessError, AttributeError) as err:
+                detail = getattr(err, "stderr", "") or str(err)
+                _state["error"] = detail
+                warnings.warn("heatbath: the native noise kernels could not be built "
+                              f"({type(err).__name__}: {str(detail).strip()[:200]}); using "
+                              "the tensor-op kernels (same numbers, slower). Set "
+                              "HEATBATH_NATIVE=0 to skip the attempt.", RuntimeWarning,
+                              stacklevel=3)
+            _state["tried"] = True
+    return _state["lib"]
+
+
+def available() -> bool:
+    """True when the native kernels are in use."""
+    return lib() is not None
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size < n:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="heatbath-native")
+        _pool_size = n
+    return _pool
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``[0, n)`` in ``parts`` ranges whose inner boundaries are multiples of 32 elements (the
+    kernels' vector width in Philox blocks)."""
+    step = -(-n // parts)
+    step = -(-step // 32) * 32
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def threads_for(n: int) -> int:
+    """How many threads a call over ``n`` elements uses."""
+    if n < 2 * PARALLEL_MIN:
+        return 1
+    return max(1, min(torch.get_num_threads(), n // PARALLEL_MIN))
+
+
+def run_tasks(tasks: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    """Run native calls ``fn(*args)``, the first on this thread and the rest on the pool (the
+    calls release the GIL); returns their results in order."""
+    if len(tasks) == 1:
+        fn, args = tasks[0]
+        return [fn(*args)]
+    pool = _get_pool(len(tasks) - 1)
+    futures = [pool.submit(fn, *args) for fn, args in tasks[1:]]
+    fn, args = tasks[0]
+    first = fn(*args)
+    return [first] + [f.result() for f in futures]
