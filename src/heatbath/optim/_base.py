@@ -300,7 +300,6 @@ class HeatbathOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------------------------------
     # the step
     # ------------------------------------------------------------------------------------------
-    @torch.compiler.disable
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step for every parameter that has ``requires_grad`` and a gradient.
 
@@ -313,10 +312,24 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         Raises:
             NonFiniteGradientError: a gradient holds NaN or inf; nothing was changed.
         """
+        if torch.compiler.is_compiling():  # inside torch.compile: a graph break, run eagerly
+            return self._step_eager(closure)
+        return self._step(closure)
+
+    @torch.compiler.disable
+    def _step_eager(self, closure: Callable[[], Any] | None) -> Any:
+        """:meth:`_step` outside any compiled graph (``torch.compile`` does not trace the
+        native kernels; outside ``torch.compile`` the step skips this wrapper's cost)."""
+        return self._step(closure)
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._fast_step():  # native kernels only: no autograd to switch off
+            self.step_count += 1
+            return loss
         prev = torch.is_grad_enabled()
         torch.set_grad_enabled(False)
         try:
@@ -328,6 +341,11 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         finally:
             torch.set_grad_enabled(prev)
         return loss
+
+    def _fast_step(self) -> bool:
+        """Take the whole step by a shortcut that gives the same numbers, or return False
+        (changing nothing) to take the general path (subclasses; see ``optim/_fast.py``)."""
+        return False
 
     def _collect(self) -> list[GroupWork]:
         """Sync every group's hyperparameters, then gather the parameters to step."""

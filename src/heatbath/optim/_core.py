@@ -45,6 +45,7 @@ from . import _native
 from . import _substeps as S
 from ._base import GroupWork, HeatbathOptimizer, NonFiniteGradientError
 from ._distributed import all_reduce_sum_, local_view
+from ._fast import FastStep
 from ._thermostat import check_thermostat
 
 __all__ = ["Partitioned", "NonFiniteGradientError", "METHODS", "posterior_tau", "NoiseSource"]
@@ -522,6 +523,10 @@ def _adl_philox(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], x
 
     h = 2.0 * half_h
     sigma_a = std / math.sqrt(half_h)
+    if plan.native and xi.dtype == torch.float32 and xi.device.type == "cpu":
+        _adl_native(plan, params, grads, moms, xi, seg=seg, kick=kick, half_h=half_h, h=h,
+                    sigma_a=sigma_a, e_a=e_a, e_b=e_b, noise=noise, reduce=reduce)
+        return
     kin = plan.adl_first(params, moms, grads, kick, half_h, factors(), sigma_a, h)
     if reduce is not None:
         kin = reduce(kin)
@@ -541,6 +546,58 @@ def _adl_philox(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], x
               for s in range(nseg)] for r in range(R)]
     kin_t = torch.tensor(draws, dtype=xi.dtype, device=xi.device).reshape(xi.shape)
     xi.addcmul_(e_a, kin_t).sub_(e_b)
+    plan.adl_second(params, moms, half_h, factors())
+
+
+def adl_segments(seg: list[int], keys: list[int], numels: list[int], R: int
+                 ) -> tuple[list[int], list[int]]:
+    """Each thermostat segment's Philox key (its first tensor's) and entry count."""
+    nseg = max(seg) + 1 if seg else 0
+    n_seg = [0] * nseg
+    key_seg: list[int | None] = [None] * nseg
+    for k, s in enumerate(seg):
+        n_seg[s] += numels[k] // R
+        if key_seg[s] is None:
+            key_seg[s] = keys[k]
+    return [int(k or 0) for k in key_seg], n_seg
+
+
+def _adl_native(plan: Any, params: list[Tensor], grads: list[Tensor], moms: list[Tensor],
+                xi: Tensor, *, seg: list[int], kick: float, half_h: float, h: float,
+                sigma_a: float, e_a: Tensor, e_b: Tensor, noise: NoiseSource,
+                reduce: Callable[[list[Tensor]], list[Tensor]] | None) -> None:
+    """:func:`_adl_philox` with the native kernels: the friction factors, E's exact kinetic
+    draw and the ξ update are native too (the same operations as ``hb_adl_group``, which the
+    fast step of small models uses, so both paths give the same numbers)."""
+    lib = _native.lib()
+    R = plan.R
+    xi2 = xi.reshape(R, -1)
+    if not xi2.is_contiguous() or xi2.data_ptr() != xi.data_ptr():
+        raise RuntimeError("the thermostat variables must be one contiguous float32 tensor")
+    nseg = xi2.shape[1]
+    mhh = -half_h
+    f = torch.empty_like(xi2)
+
+    def factors() -> list[Tensor]:
+        lib.hb_adl_factors(xi2.data_ptr(), xi2.numel(), mhh, f.data_ptr())
+        return [f[:, s].reshape(R, 1) for s in seg]
+
+    kin = plan.adl_first(params, moms, grads, kick, half_h, factors(), sigma_a, h)
+    if reduce is not None:
+        kin = reduce(kin)
+    rows = torch.stack([k.reshape(R).to(torch.float64) for k in kin], 1).tolist()
+    a2 = [[0.0] * nseg for _ in range(R)]
+    for r in range(R):
+        for k, s in enumerate(seg):
+            a2[r][s] += rows[r][k]
+    key_seg, n_seg = adl_segments(seg, noise.keys, noise.numels, R)
+    cz = 0.5 * sigma_a * math.sqrt(h)
+    draw = torch.tensor([[lib.hb_adl_kinetic_draw(key_seg[s], noise.step, r, n_seg[s],
+                                                  a2[r][s], cz) for s in range(nseg)]
+                         for r in range(R)], dtype=torch.float64)
+    ea = e_a.to(torch.float32).contiguous()
+    eb = e_b.to(torch.float32).contiguous()
+    lib.hb_adl_xi(xi2.data_ptr(), R, nseg, ea.data_ptr(), eb.data_ptr(), draw.data_ptr())
     plan.adl_second(params, moms, half_h, factors())
 
 
@@ -637,6 +694,8 @@ class Partitioned(HeatbathOptimizer):
         self._adl_consts: dict[int, tuple[Any, Any]] = {}
         self._pkeys: dict[int, list[int]] = {}
         self._kinds: dict[int, tuple[Any, str]] = {}
+        self._fast: FastStep | None = None
+        self._fast_retry, self._fast_backoff = 0, 1
         defaults: dict[str, Any] = dict(
             h=h, lr=h, method=method, gamma=gamma, tau=tau, sigma=sigma, sigma_A=sigma_A,
             epsilon=epsilon, xi0=xi0, xi_per=xi_per, epsilon_scale=epsilon_scale,
@@ -691,11 +750,34 @@ class Partitioned(HeatbathOptimizer):
                                      "with the same partition")
 
     def _after_load(self) -> None:
+        self._fast, self._fast_retry, self._fast_backoff = None, 0, 1
         self._adl_consts.clear()
         self._pkeys.clear()
         self._kinds.clear()
 
     # -- the step ----------------------------------------------------------------------------
+    def _fast_step(self) -> bool:
+        """The steady-state step of small float32 models (``optim/_fast.py``): same numbers,
+        a fraction of the Python. Built after the first step, dropped at any change; when the
+        optimizer does not qualify, rebuilding is retried after 1, 2, 4, ... 256 steps."""
+        fast = self._fast
+        if fast is not None:
+            if fast.run(self):
+                return True
+            self._fast = None
+        if self.step_count < self._fast_retry:
+            return False
+        fast = FastStep.build(self)
+        if fast is None:
+            self._fast_retry = self.step_count + self._fast_backoff
+            self._fast_backoff = min(2 * self._fast_backoff, 256)
+            return False
+        self._fast, self._fast_backoff = fast, 1
+        if fast.run(self):
+            return True
+        self._fast = None
+        return False
+
     def _kind(self, w: GroupWork) -> str:
         """:func:`_noise_kind` of ``w``'s group, cached while the group's parameter list and
         ``noise`` setting stay the same (it is asked several times per step)."""

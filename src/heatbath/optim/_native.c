@@ -134,19 +134,23 @@ static void block4_s(const hb_keys *K, uint64_t b, float z[4]) {
     z[3] = rho2 * s3;
 }
 
-/* normal of global index g, reusing the last block computed */
+/* normals of the 32-element group (8 blocks) holding global index g, kept between calls:
+ * the head and tail of a buffer (before its first and after its last whole group) take their
+ * normals from here, computed eight blocks at a time like the rest */
 typedef struct {
-    uint64_t b;
-    float z[4];
+    uint64_t base;
+    float z[32];
 } hb_cache;
 
+static void group32(const hb_keys *K, uint64_t base, float z[32]);
+
 static inline float znorm(const hb_keys *K, hb_cache *C, uint64_t g) {
-    uint64_t b = g >> 2;
-    if (b != C->b) {
-        block4_s(K, b, C->z);
-        C->b = b;
+    uint64_t base = g & ~(uint64_t)31;
+    if (base != C->base) {
+        group32(K, base, C->z);
+        C->base = base;
     }
-    return C->z[g & 3u];
+    return C->z[g & 31u];
 }
 
 /* ------------------------------------------------------------------- AVX2: 8 blocks at once */
@@ -221,6 +225,8 @@ static inline void cos_sin8(__m256i a, __m256 *c, __m256 *s) {
     *s = _mm256_xor_ps(ss, _mm256_and_ps(negs, sign));
 }
 
+static inline void transpose_out(__m256 Z0, __m256 Z1, __m256 Z2, __m256 Z3, __m256 z[4]);
+
 /* the 32 normals of blocks b .. b+7 (b a multiple of 8), in element order: z[v] holds
  * elements 4b + 8v .. 4b + 8v + 7 */
 static inline void noise32(const hb_keys *K, uint64_t b, __m256 z[4]) {
@@ -257,9 +263,12 @@ static inline void noise32(const hb_keys *K, uint64_t b, __m256 z[4]) {
     __m256 c1, s1, c3, s3;
     cos_sin8(_mm256_srli_epi32(x1, 8), &c1, &s1);
     cos_sin8(_mm256_srli_epi32(x3, 8), &c3, &s3);
-    __m256 Z0 = _mm256_mul_ps(rho0, c1), Z1 = _mm256_mul_ps(rho0, s1);
-    __m256 Z2 = _mm256_mul_ps(rho2, c3), Z3 = _mm256_mul_ps(rho2, s3);
-    /* transpose: lanes (Z0[j], Z1[j], Z2[j], Z3[j]) are elements 4j .. 4j+3 */
+    transpose_out(_mm256_mul_ps(rho0, c1), _mm256_mul_ps(rho0, s1), _mm256_mul_ps(rho2, c3),
+                  _mm256_mul_ps(rho2, s3), z);
+}
+
+/* lanes (Z0[j], Z1[j], Z2[j], Z3[j]) are elements 4j .. 4j+3: z[v] = elements 8v .. 8v+7 */
+static inline void transpose_out(__m256 Z0, __m256 Z1, __m256 Z2, __m256 Z3, __m256 z[4]) {
     __m256 t0 = _mm256_unpacklo_ps(Z0, Z1), t1 = _mm256_unpackhi_ps(Z0, Z1);
     __m256 t2 = _mm256_unpacklo_ps(Z2, Z3), t3 = _mm256_unpackhi_ps(Z2, Z3);
     __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
@@ -269,7 +278,67 @@ static inline void noise32(const hb_keys *K, uint64_t b, __m256 z[4]) {
     z[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
     z[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
 }
+
+/* the 64 normals of blocks b .. b+15 (b a multiple of 8): two groups of 8 blocks computed
+ * side by side, so that one group's long dependency chains (ten Philox rounds, then the
+ * divisions of ln and sqrt) overlap the other's */
+static inline void noise64(const hb_keys *K, uint64_t b, __m256 z[8]) {
+    if ((uint32_t)b > 0xFFFFFFEFu) {
+        noise32(K, b, z);
+        noise32(K, b + 8, z + 4);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b), lane);
+    __m256i b0 = _mm256_add_epi32(a0, _mm256_set1_epi32(8));
+    __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32)), b1 = a1;
+    __m256i a2 = _mm256_set1_epi32((int)K->t0), b2 = a2;
+    __m256i a3 = _mm256_set1_epi32((int)K->t1), b3 = a3;
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    uint32_t k0 = K->k0, k1 = K->k1;
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        const __m256i vk0 = _mm256_set1_epi32((int)k0), vk1 = _mm256_set1_epi32((int)k1);
+        __m256i hi0, lo0, hi1, lo1, hj0, lj0, hj1, lj1;
+        mulhilo8(a0, m0, &hi0, &lo0);
+        mulhilo8(b0, m0, &hj0, &lj0);
+        mulhilo8(a2, m1, &hi1, &lo1);
+        mulhilo8(b2, m1, &hj1, &lj1);
+        __m256i ya0 = _mm256_xor_si256(_mm256_xor_si256(hi1, a1), vk0);
+        __m256i yb0 = _mm256_xor_si256(_mm256_xor_si256(hj1, b1), vk0);
+        __m256i ya2 = _mm256_xor_si256(_mm256_xor_si256(hi0, a3), vk1);
+        __m256i yb2 = _mm256_xor_si256(_mm256_xor_si256(hj0, b3), vk1);
+        a0 = ya0; a1 = lo1; a2 = ya2; a3 = lo0;
+        b0 = yb0; b1 = lj1; b2 = yb2; b3 = lj0;
+    }
+    __m256 la0 = neg2log8(_mm256_srli_epi32(a0, 8)), lb0 = neg2log8(_mm256_srli_epi32(b0, 8));
+    __m256 la2 = neg2log8(_mm256_srli_epi32(a2, 8)), lb2 = neg2log8(_mm256_srli_epi32(b2, 8));
+    __m256 ra0 = sqrt_heron8(la0), rb0 = sqrt_heron8(lb0);
+    __m256 ra2 = sqrt_heron8(la2), rb2 = sqrt_heron8(lb2);
+    __m256 ca1, sa1, ca3, sa3, cb1, sb1, cb3, sb3;
+    cos_sin8(_mm256_srli_epi32(a1, 8), &ca1, &sa1);
+    cos_sin8(_mm256_srli_epi32(b1, 8), &cb1, &sb1);
+    cos_sin8(_mm256_srli_epi32(a3, 8), &ca3, &sa3);
+    cos_sin8(_mm256_srli_epi32(b3, 8), &cb3, &sb3);
+    transpose_out(_mm256_mul_ps(ra0, ca1), _mm256_mul_ps(ra0, sa1), _mm256_mul_ps(ra2, ca3),
+                  _mm256_mul_ps(ra2, sa3), z);
+    transpose_out(_mm256_mul_ps(rb0, cb1), _mm256_mul_ps(rb0, sb1), _mm256_mul_ps(rb2, cb3),
+                  _mm256_mul_ps(rb2, sb3), z + 4);
+}
 #endif
+
+static void group32(const hb_keys *K, uint64_t base, float z[32]) {
+#ifdef __AVX2__
+    __m256 v[4];
+    noise32(K, base >> 2, v);
+    for (int j = 0; j < 4; j++) _mm256_storeu_ps(z + 8 * j, v[j]);
+#else
+    for (int j = 0; j < 8; j++) block4_s(K, (base >> 2) + (uint64_t)j, z + 4 * j);
+#endif
+}
 
 /* Elements before the first 32-aligned global index (and after the last full group of 32)
  * take the scalar path; the middle goes 32 at a time. */
@@ -295,15 +364,21 @@ int hb_has_avx2(void) {
 /* out[i] = std * Z(key, step, off + i) (std = 1 gives the plain stream) */
 void hb_normals(float *out, int64_t n, uint64_t key, uint64_t step, uint64_t off, float std) {
     hb_keys K = make_keys(key, step);
-    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    hb_cache C = {1, {0}};  /* base 1: no group yet (bases are multiples of 32) */
     int64_t i = 0, h = head_len(off, n);
     for (; i < h; i++) out[i] = std * znorm(&K, &C, off + (uint64_t)i);
 #ifdef __AVX2__
     const __m256 vs = _mm256_set1_ps(std);
-    for (; i + 32 <= n; i += 32) {
-        __m256 z[4];
-        noise32(&K, (off + (uint64_t)i) >> 2, z);
-        for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + i + 8 * v, _mm256_mul_ps(vs, z[v]));
+    for (int nv; i + 32 <= n; i += 8 * nv) {
+        __m256 z[8];
+        if (i + 64 <= n) {
+            noise64(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 8;
+        } else {
+            noise32(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 4;
+        }
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + i + 8 * v, _mm256_mul_ps(vs, z[v]));
     }
 #endif
     for (; i < n; i++) out[i] = std * znorm(&K, &C, off + (uint64_t)i);
@@ -326,7 +401,7 @@ int hb_nonfinite(const float *g, int64_t n) {
 void hb_sgld(float *th, const float *gr, int64_t n, uint64_t key, uint64_t step, uint64_t off,
              float h, float std) {
     hb_keys K = make_keys(key, step);
-    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    hb_cache C = {1, {0}};  /* base 1: no group yet (bases are multiples of 32) */
     int64_t i = 0, hd = head_len(off, n);
 #define SGLD_S(i)                                                   \
     do {                                                            \
@@ -336,10 +411,16 @@ void hb_sgld(float *th, const float *gr, int64_t n, uint64_t key, uint64_t step,
     for (; i < hd; i++) SGLD_S(i);
 #ifdef __AVX2__
     const __m256 vh = _mm256_set1_ps(h), vs = _mm256_set1_ps(std);
-    for (; i + 32 <= n; i += 32) {
-        __m256 z[4];
-        noise32(&K, (off + (uint64_t)i) >> 2, z);
-        for (int v = 0; v < 4; v++) {
+    for (int nv; i + 32 <= n; i += 8 * nv) {
+        __m256 z[8];
+        if (i + 64 <= n) {
+            noise64(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 8;
+        } else {
+            noise32(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 4;
+        }
+        for (int v = 0; v < nv; v++) {
             int64_t e = i + 8 * v;
             __m256 t = _mm256_sub_ps(_mm256_mul_ps(vs, z[v]),
                                      _mm256_mul_ps(vh, _mm256_loadu_ps(gr + e)));
@@ -355,7 +436,7 @@ void hb_sgld(float *th, const float *gr, int64_t n, uint64_t key, uint64_t step,
 void hb_baoab(float *th, float *mo, const float *gr, int64_t n, uint64_t key, uint64_t step,
               uint64_t off, float kick, float hh, float c, float d) {
     hb_keys K = make_keys(key, step);
-    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    hb_cache C = {1, {0}};  /* base 1: no group yet (bases are multiples of 32) */
     int64_t i = 0, hd = head_len(off, n);
 #define BAOAB_S(i)                                                  \
     do {                                                            \
@@ -370,10 +451,16 @@ void hb_baoab(float *th, float *mo, const float *gr, int64_t n, uint64_t key, ui
 #ifdef __AVX2__
     const __m256 vk = _mm256_set1_ps(kick), vhh = _mm256_set1_ps(hh);
     const __m256 vc = _mm256_set1_ps(c), vd = _mm256_set1_ps(d);
-    for (; i + 32 <= n; i += 32) {
-        __m256 z[4];
-        noise32(&K, (off + (uint64_t)i) >> 2, z);
-        for (int v = 0; v < 4; v++) {
+    for (int nv; i + 32 <= n; i += 8 * nv) {
+        __m256 z[8];
+        if (i + 64 <= n) {
+            noise64(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 8;
+        } else {
+            noise32(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 4;
+        }
+        for (int v = 0; v < nv; v++) {
             int64_t e = i + 8 * v;
             __m256 p = _mm256_add_ps(_mm256_loadu_ps(mo + e),
                                      _mm256_mul_ps(vk, _mm256_loadu_ps(gr + e)));
@@ -393,7 +480,7 @@ void hb_baoab(float *th, float *mo, const float *gr, int64_t n, uint64_t key, ui
 double hb_adl1(float *th, float *mo, const float *gr, int64_t n, uint64_t key, uint64_t step,
                uint64_t off, float kick, float hh, float f, float cz, float s2) {
     hb_keys K = make_keys(key, step);
-    hb_cache C = {UINT64_MAX, {0, 0, 0, 0}};
+    hb_cache C = {1, {0}};  /* base 1: no group yet (bases are multiples of 32) */
     double kin = 0.0;
     int64_t i = 0, hd = head_len(off, n);
 #define ADL1_S(i)                                                   \
@@ -411,10 +498,16 @@ double hb_adl1(float *th, float *mo, const float *gr, int64_t n, uint64_t key, u
     const __m256 vk = _mm256_set1_ps(kick), vhh = _mm256_set1_ps(hh), vf = _mm256_set1_ps(f);
     const __m256 vcz = _mm256_set1_ps(cz), vs2 = _mm256_set1_ps(s2);
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-    for (; i + 32 <= n; i += 32) {
-        __m256 z[4];
-        noise32(&K, (off + (uint64_t)i) >> 2, z);
-        for (int v = 0; v < 4; v++) {
+    for (int nv; i + 32 <= n; i += 8 * nv) {
+        __m256 z[8];
+        if (i + 64 <= n) {
+            noise64(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 8;
+        } else {
+            noise32(&K, (off + (uint64_t)i) >> 2, z);
+            nv = 4;
+        }
+        for (int v = 0; v < nv; v++) {
             int64_t e = i + 8 * v;
             __m256 p = _mm256_add_ps(_mm256_loadu_ps(mo + e),
                                      _mm256_mul_ps(vk, _mm256_loadu_ps(gr + e)));
@@ -444,4 +537,147 @@ void hb_adl2(float *th, float *mo, int64_t n, float f, float hh) {
         th[i] = th[i] + hh * p;
         mo[i] = p;
     }
+}
+
+/* ------------------------------------------------------- several tensors in one call (small) */
+/* Pointer arrays hold addresses as int64; key, off per tensor. */
+int hb_nonfinite_multi(int64_t k, const int64_t *g, const int64_t *n) {
+    for (int64_t j = 0; j < k; j++)
+        if (hb_nonfinite((const float *)(intptr_t)g[j], n[j])) return 1;
+    return 0;
+}
+
+/* check != 0: first look at every gradient of the call and return 1, changing nothing, if
+ * one holds a NaN or an inf; otherwise update and return 0 */
+int hb_sgld_multi(int64_t k, const int64_t *th, const int64_t *g, const int64_t *n,
+                  const uint64_t *key, const uint64_t *off, uint64_t step, float h, float std,
+                  int check) {
+    if (check && hb_nonfinite_multi(k, g, n)) return 1;
+    for (int64_t j = 0; j < k; j++)
+        hb_sgld((float *)(intptr_t)th[j], (const float *)(intptr_t)g[j], n[j], key[j], step,
+                off[j], h, std);
+    return 0;
+}
+
+int hb_baoab_multi(int64_t k, const int64_t *th, const int64_t *mo, const int64_t *g,
+                   const int64_t *n, const uint64_t *key, const uint64_t *off, uint64_t step,
+                   float kick, float hh, float c, float d, int check) {
+    if (check && hb_nonfinite_multi(k, g, n)) return 1;
+    for (int64_t j = 0; j < k; j++)
+        hb_baoab((float *)(intptr_t)th[j], (float *)(intptr_t)mo[j],
+                 (const float *)(intptr_t)g[j], n[j], key[j], step, off[j], kick, hh, c, d);
+    return 0;
+}
+
+/* --------------------------------------- Adaptive Langevin's kinetic-energy draw (float64) */
+/* The same computation as heatbath.optim._philox.adl_kinetic_draw, operation for operation,
+ * with the same libm functions Python's math module calls (compiled with -fno-builtin-pow,
+ * -sin, -cos, -log so that the compiler does not substitute its own expansions), so both
+ * return the same double. */
+#include <math.h>
+
+static void philox_words(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                         uint32_t k1, uint32_t w[4]) {
+    uint32_t x0 = c0, x1 = c1, x2 = c2, x3 = c3;
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        uint32_t hi0, lo0, hi1, lo1;
+        mulhilo_s(PHILOX_M0, x0, &hi0, &lo0);
+        mulhilo_s(PHILOX_M1, x2, &hi1, &lo1);
+        uint32_t y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
+        x0 = y0;
+        x1 = lo1;
+        x2 = y2;
+        x3 = lo0;
+    }
+    w[0] = x0;
+    w[1] = x1;
+    w[2] = x2;
+    w[3] = x3;
+}
+
+static inline double unit64(uint32_t w) { return ((double)w + 0.5) * 2.3283064365386963e-10; }
+
+double hb_adl_kinetic_draw(uint64_t key, uint64_t step, uint64_t replica, int64_t n, double a2,
+                           double c) {
+    if (c == 0.0) return a2;
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    uint32_t t0 = (uint32_t)step, t1 = (uint32_t)(step >> 32);
+    double alpha = 0.5 * (double)(n - 1);
+    int boost = alpha < 1.0;
+    double d = (boost ? alpha + 1.0 : alpha) - 1.0 / 3.0;
+    double cc = 1.0 / sqrt(9.0 * d);
+    uint64_t j = 0;
+    int have_first = 0;
+    double x_first = 0.0, gamma = 0.0;
+    for (;;) {
+        uint32_t w[4];
+        philox_words((uint32_t)j, (uint32_t)(0xF0000000u + (uint32_t)replica), t0, t1, k0, k1, w);
+        j++;
+        double rad = sqrt(-2.0 * log(unit64(w[0])));
+        double ang = 2.0 * 3.141592653589793 * unit64(w[1]);
+        if (!have_first) {
+            x_first = rad * cos(ang);
+            have_first = 1;
+        }
+        if (alpha <= 0.0) break;
+        double x = rad * sin(ang);
+        double v = pow(1.0 + cc * x, 3.0);
+        if (v <= 0.0) continue;
+        if (log(unit64(w[2])) < 0.5 * x * x + d - d * v + d * log(v)) {
+            gamma = d * v;
+            if (boost) gamma *= pow(unit64(w[3]), 1.0 / alpha);
+            break;
+        }
+    }
+    return pow(sqrt(a2) + c * x_first, 2.0) + c * c * 2.0 * gamma;
+}
+
+/* ---------------------------------------------- Adaptive Langevin's thermostat (native path) */
+/* out[i] = exp(xi[i] * mhh): the friction factor e^{-xi h/2} (mhh = -h/2), in float32 */
+void hb_adl_factors(const float *xi, int64_t m, float mhh, float *out) {
+    for (int64_t i = 0; i < m; i++) out[i] = expf(xi[i] * mhh);
+}
+
+/* E: xi[r, s] <- (xi[r, s] + e_a[s] * (float)draw[r, s]) - e_b[s] */
+void hb_adl_xi(float *xi, int64_t R, int64_t S, const float *e_a, const float *e_b,
+               const double *draw) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++) {
+            int64_t i = r * S + s;
+            xi[i] = (xi[i] + e_a[s] * (float)draw[i]) - e_b[s];
+        }
+}
+
+/* One whole Adaptive Langevin step of a group (one replica, every tensor in one thread):
+ * the merged kick, A, C, D (one draw), E with the exact kinetic-energy draw, C, A. Segment
+ * seg[j] of tensor j owns xi[seg[j]]; seg_key/seg_n are each segment's Philox key and size.
+ * The same operations in the same order as the general native path (heatbath/optim/_core.py),
+ * so both give the same numbers. Returns 1, changing nothing, if check and a gradient is not
+ * finite. */
+int hb_adl_group(int64_t k, const int64_t *th, const int64_t *mo, const int64_t *g,
+                 const int64_t *n, const uint64_t *key, const uint64_t *off, const int64_t *seg,
+                 int64_t S, const uint64_t *seg_key, const int64_t *seg_n, float *xi,
+                 const float *e_a, const float *e_b, uint64_t step, float kick, float hh,
+                 float mhh, float cz, float s2, double czd, int check) {
+    if (check && hb_nonfinite_multi(k, g, n)) return 1;
+    float f[64];
+    double a2[64], draw[64];
+    if (S > 64) return 2; /* the caller keeps groups with more segments on the general path */
+    hb_adl_factors(xi, S, mhh, f);
+    for (int64_t s = 0; s < S; s++) a2[s] = 0.0;
+    for (int64_t j = 0; j < k; j++)
+        a2[seg[j]] += hb_adl1((float *)(intptr_t)th[j], (float *)(intptr_t)mo[j],
+                              (const float *)(intptr_t)g[j], n[j], key[j], step, off[j], kick, hh,
+                              f[seg[j]], cz, s2);
+    for (int64_t s = 0; s < S; s++)
+        draw[s] = hb_adl_kinetic_draw(seg_key[s], step, 0, seg_n[s], a2[s], czd);
+    hb_adl_xi(xi, 1, S, e_a, e_b, draw);
+    hb_adl_factors(xi, S, mhh, f);
+    for (int64_t j = 0; j < k; j++)
+        hb_adl2((float *)(intptr_t)th[j], (float *)(intptr_t)mo[j], n[j], f[seg[j]], hh);
+    return 0;
 }

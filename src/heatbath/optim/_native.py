@@ -50,8 +50,10 @@ PARALLEL_MIN = 1 << 16
 """Elements below which a call is not split across threads (the thread hand-off costs more)."""
 
 _SOURCE = Path(__file__).with_name("_native.c")
-_FLAGS = ["-O2", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared",
+_FLAGS = ["-O2", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fno-builtin-pow",
+          "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-log", "-fPIC", "-shared",
           "-std=c99"]
+_LIBS = ["-lm"]
 _lock = threading.Lock()
 _state: dict[str, Any] = {"tried": False, "lib": None, "error": None}
 _pool: ThreadPoolExecutor | None = None
@@ -68,6 +70,18 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "hb_adl1": (ctypes.c_double, [_c_p, _c_p, _c_p, _c_i64, _c_u64, _c_u64, _c_u64, _c_float,
                                   _c_float, _c_float, _c_float, _c_float]),
     "hb_adl2": (None, [_c_p, _c_p, _c_i64, _c_float, _c_float]),
+    "hb_nonfinite_multi": (ctypes.c_int, [_c_i64, _c_p, _c_p]),
+    "hb_sgld_multi": (ctypes.c_int, [_c_i64, _c_p, _c_p, _c_p, _c_p, _c_p, _c_u64, _c_float,
+                                     _c_float, ctypes.c_int]),
+    "hb_baoab_multi": (ctypes.c_int, [_c_i64, _c_p, _c_p, _c_p, _c_p, _c_p, _c_p, _c_u64,
+                                      _c_float, _c_float, _c_float, _c_float, ctypes.c_int]),
+    "hb_adl_kinetic_draw": (ctypes.c_double, [_c_u64, _c_u64, _c_u64, _c_i64, ctypes.c_double,
+                                              ctypes.c_double]),
+    "hb_adl_factors": (None, [_c_p, _c_i64, _c_float, _c_p]),
+    "hb_adl_xi": (None, [_c_p, _c_i64, _c_i64, _c_p, _c_p, _c_p]),
+    "hb_adl_group": (ctypes.c_int, [_c_i64, _c_p, _c_p, _c_p, _c_p, _c_p, _c_p, _c_p, _c_i64, _c_p,
+                                    _c_p, _c_p, _c_p, _c_p, _c_u64, _c_float, _c_float, _c_float,
+                                    _c_float, _c_float, ctypes.c_double, ctypes.c_int]),
 }
 
 
@@ -110,7 +124,7 @@ def _build() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
     os.close(fd)
     try:
-        subprocess.run([_compiler(), *_FLAGS, str(_SOURCE), "-o", tmp], check=True,
+        subprocess.run([_compiler(), *_FLAGS, str(_SOURCE), "-o", tmp, *_LIBS], check=True,
                        capture_output=True, text=True, timeout=120)
         os.replace(tmp, target)
     finally:
