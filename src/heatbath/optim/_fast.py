@@ -12,9 +12,9 @@ and each step only re-checks, cheaply, that it still holds:
 - every parameter has ``requires_grad`` and a gradient, both float32 and contiguous, on the CPU;
 - the momentum buffers are the ones in ``optimizer.state``, and every merged kick is ``h``.
 
-Then it checks every gradient for NaN/inf in one native call and, only if all are finite,
-updates every group with one native call per group (the kernels of
-:mod:`heatbath.optim._native`, which generate the counter-based noise in the update). The
+Then one native call (``hb_plan_step`` of :mod:`heatbath.optim._native`) checks every gradient
+for NaN/inf and, only if all are finite, steps every group with the kernels that generate the
+counter-based noise inside the update. The
 numbers are those of the general path, bit for bit: the same kernels with the same
 coefficients. Anything else — a frozen parameter, a missing gradient, a hyperparameter
 written, a non-finite gradient (the general path then raises, naming it), a state dict
@@ -32,11 +32,13 @@ import torch
 from . import _native
 from . import _substeps as S
 
-__all__ = ["FastStep", "FAST_MAX"]
+__all__ = ["FastStep", "fast_max"]
 
-FAST_MAX = 1 << 17
-"""Largest model (elements) the fast step takes: above it the general path splits the work
-across threads, and its Python overhead is negligible against the kernels."""
+def fast_max() -> int:
+    """Largest model (elements, exclusive) the fast step takes: from there on the general path
+    splits the work across threads (its Adaptive Langevin sums then run in pieces), and its
+    Python overhead is negligible against the kernels."""
+    return 2 * _native.PARALLEL_MIN
 
 _F32 = torch.float32
 _METHODS = ("sgld", "baoab", "overdamped", "adl")
@@ -60,62 +62,58 @@ def _hyper(group: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class _Group:
-    """What one group's fast step needs (see :class:`FastStep`)."""
+    """One group of a fast step: its tensors, the native plan's arrays, what to re-check."""
 
-    __slots__ = ("group", "plist", "params", "moms", "hyper", "method", "coef", "k", "numels",
-                 "th", "mo", "gr", "addr", "keep", "th_ptrs", "xi", "gstate", "adl", "states")
+    __slots__ = ("group", "plist", "params", "moms", "states", "hyper", "k", "th", "mo", "gr",
+                 "th_ptrs", "gr_ptrs", "xi", "gstate", "keep")
 
     def __init__(self, group: dict[str, Any], params: list[torch.Tensor],
-                 moms: list[torch.Tensor], keys: list[int], coef: tuple[float, ...]) -> None:
+                 moms: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
         self.group = group
         self.plist = group["params"]
         self.params = params
         self.moms = moms
+        self.states = states
         self.hyper = _hyper(group)
-        self.method = "sgld" if group["method"] == "sgld" else (
-            "adl" if group["method"] == "adl" else "baoab")
-        self.coef = coef
-        self.xi: torch.Tensor | None = None
-        self.states: list[dict[str, Any]] = []
-        self.gstate: dict[str, Any] = {}
-        self.adl: tuple[Any, ...] = ()
         self.k = len(params)
-        self.numels = [p.numel() for p in params]
-        n_arr, n_addr = _i64_array(self.numels)
-        key_arr, key_addr = _u64_array(keys)
-        off_arr, off_addr = _u64_array([0] * len(params))
         self.th = (ctypes.c_int64 * self.k)()
         self.mo = (ctypes.c_int64 * self.k)()
         self.gr = (ctypes.c_int64 * self.k)()
-        # (k, theta, momentum, gradient, numel, key, offset) as the native calls take them
-        self.addr = (self.k, ctypes.addressof(self.th), ctypes.addressof(self.mo),
-                     ctypes.addressof(self.gr), n_addr, key_addr, off_addr)
-        self.keep = (n_arr, key_arr, off_arr)  # the arrays must outlive the calls
         self.th_ptrs = [p.data_ptr() for p in params]
         self.th[:] = self.th_ptrs
         if moms:
             self.mo[:] = [m.data_ptr() for m in moms]
+        self.gr_ptrs: list[int] = []
+        self.xi: torch.Tensor | None = None
+        self.gstate: dict[str, Any] = {}
+        self.keep: list[Any] = []  # arrays and tensors the plan points into
+
+    def plan(self, method: int, keys: list[int], coef: tuple[float, ...]) -> _native.GroupPlan:
+        n_arr, n_addr = _i64_array([p.numel() for p in self.params])
+        key_arr, key_addr = _u64_array(keys)
+        off_arr, off_addr = _u64_array([0] * self.k)
+        self.keep += [n_arr, key_arr, off_arr]
+        c = (*coef, 0.0, 0.0, 0.0, 0.0)[:4]
+        return _native.GroupPlan(
+            method=method, k=self.k, th=ctypes.addressof(self.th), mo=ctypes.addressof(self.mo),
+            g=ctypes.addressof(self.gr), n=n_addr, key=key_addr, off=off_addr,
+            c0=c[0], c1=c[1], c2=c[2], c3=c[3])
 
 
 class FastStep:
     """A :class:`~heatbath.optim.Partitioned` optimizer's fast step (see the module docstring).
 
     Build it with :meth:`build` (None when the optimizer's state does not qualify); call
-    :meth:`run` at each step.
+    :meth:`run` at each step: one native call (``hb_plan_step``) checks every gradient and
+    steps every group.
     """
 
-    def __init__(self, groups: list[_Group], lib: Any) -> None:
+    def __init__(self, opt: Any, groups: list[_Group], plans: list[Any], lib: Any) -> None:
         self.groups = groups
-        self.lib = lib
-        self.state: Any = None
-        self.nonfinite = lib.hb_nonfinite_multi
-        self.sgld = lib.hb_sgld_multi
-        self.baoab = lib.hb_baoab_multi
-        self.adl = lib.hb_adl_group
-        self.k = sum(g.k for g in groups)
-        self.all_gr = (ctypes.c_int64 * self.k)()
-        self.all_gr_addr = ctypes.addressof(self.all_gr)
-        self.keep, self.n_addr = _i64_array([n for g in groups for n in g.numels])
+        self.state = opt.state
+        self.plans = (_native.GroupPlan * len(plans))(*plans)
+        self.plans_addr = ctypes.addressof(self.plans)
+        self.call = lib.hb_plan_step
 
     @classmethod
     def build(cls, opt: Any) -> FastStep | None:
@@ -128,7 +126,7 @@ class FastStep:
         lib = _native.lib()
         if lib is None:
             return None
-        groups, total = [], 0
+        groups, plans, total = [], [], 0
         for index, group in enumerate(opt.param_groups):
             if type(group) is not GroupDict or group["method"] not in _METHODS:
                 return None
@@ -142,13 +140,14 @@ class FastStep:
                         or not g.is_contiguous()):
                     return None
                 total += p.numel()
-            if total > FAST_MAX or _noise_kind(group, False) != "philox":
+            if total >= fast_max() or _noise_kind(group, False) != "philox":
                 return None
             h = group["h"]
             if not h > 0.0:
                 return None
             method = group["method"]
             moms: list[torch.Tensor] = []
+            states: list[dict[str, Any]] = []
             if method != "sgld":
                 for p in params:
                     st = opt.state.get(p, {})
@@ -157,32 +156,32 @@ class FastStep:
                             or m.shape != p.shape or not m.is_contiguous()):
                         return None
                     moms.append(m)
+                    states.append(st)
             keys = [opt.philox_key(index, j) for j in range(len(params))]
+            G = _Group(group, params, moms, states)
             if method == "sgld":
                 std = group["sigma"] * math.sqrt(h)
                 if not std > 0.0:
                     return None
-                G = _Group(group, params, moms, keys, (h, std))
+                plan = G.plan(0, keys, (h, std))
             elif method == "adl":
-                G = cls._adl_group(opt, index, group, params, moms, keys)
-                if G is None:
+                plan = cls._adl_plan(opt, index, group, G, keys)
+                if plan is None:
                     return None
             else:
                 c, d = S.ou_coefficients(group["gamma"], group["tau"], h)
                 if not d > 0.0:
                     return None
-                G = _Group(group, params, moms, keys, (-h, 0.5 * h, c, d))
-            G.states = [opt.state[p] for p in params] if moms else []
+                plan = G.plan(1, keys, (-h, 0.5 * h, c, d))
             groups.append(G)
-        fast = cls(groups, lib)
-        fast.state = opt.state
-        return fast
+            plans.append(plan)
+        return cls(opt, groups, plans, lib)
 
     @staticmethod
-    def _adl_group(opt: Any, index: int, group: dict[str, Any], params: list[torch.Tensor],
-                   moms: list[torch.Tensor], keys: list[int]) -> _Group | None:
-        """An Adaptive Langevin group's fast step: one ``hb_adl_group`` call, with the
-        coefficients the general native path computes (``_core._adl_philox``)."""
+    def _adl_plan(opt: Any, index: int, group: dict[str, Any], G: _Group,
+                  keys: list[int]) -> _native.GroupPlan | None:
+        """An Adaptive Langevin group's plan: the coefficients the general native path computes
+        (``_core._adl_philox`` and ``_core._adl_native``), for ``hb_adl_group``."""
         from ._core import adl_segments
 
         h = group["h"]
@@ -192,53 +191,52 @@ class FastStep:
         xi = gstate.get("xi")
         per_tensor = group["xi_per"] == "tensor"
         if (xi is None or xi.dtype != _F32 or not xi.is_contiguous() or xi.dim() != 1
-                or xi.numel() != (len(params) if per_tensor else 1)
-                or xi.numel() > _MAX_SEGMENTS):
+                or xi.numel() != (G.k if per_tensor else 1) or xi.numel() > _MAX_SEGMENTS):
             return None
         consts = opt._adl_consts.get(index)  # (e_a, e_b) as the general step made them
         key = (h, float(group["epsilon"]), float(group["tau"]), group["epsilon_scale"],
-               tuple(range(len(params))), xi.dtype)
+               tuple(range(G.k)), xi.dtype)
         if consts is None or consts[0] != key:
             return None
         e_a, e_b = (t.to(_F32).contiguous() for t in consts[1])
         half_h = 0.5 * h
         std = group["sigma_A"] * math.sqrt(half_h)
         sigma_a = std / math.sqrt(half_h)  # as _core._adl_philox recovers it
-        hh2 = 2.0 * half_h
-        cz = 0.5 * sigma_a * math.sqrt(hh2)
-        s2 = sigma_a * math.sqrt(hh2)
-        seg = list(range(len(params))) if per_tensor else [0] * len(params)
-        key_seg, n_seg = adl_segments(seg, keys, [p.numel() for p in params], 1)
-        G = _Group(group, params, moms, keys, (-h, half_h, -half_h, cz, s2, cz))
-        seg_arr, seg_addr = _i64_array(seg)
-        skey_arr, skey_addr = _u64_array(key_seg)
-        sn_arr, sn_addr = _i64_array(n_seg)
+        h2 = 2.0 * half_h
+        cz = 0.5 * sigma_a * math.sqrt(h2)
+        seg = list(range(G.k)) if per_tensor else [0] * G.k
+        key_seg, n_seg = adl_segments(seg, keys, [p.numel() for p in G.params], 1)
+        plan = G.plan(2, keys, (-h, half_h))
+        seg_arr, plan.seg = _i64_array(seg)
+        skey_arr, plan.seg_key = _u64_array(key_seg)
+        sn_arr, plan.seg_n = _i64_array(n_seg)
+        plan.S = len(key_seg)
+        plan.xi, plan.e_a, plan.e_b = xi.data_ptr(), e_a.data_ptr(), e_b.data_ptr()
+        plan.mhh, plan.cz, plan.s2, plan.czd = -half_h, cz, sigma_a * math.sqrt(h2), cz
+        G.keep += [seg_arr, skey_arr, sn_arr, e_a, e_b]
         G.xi, G.gstate = xi, gstate
-        G.keep = (*G.keep, seg_arr, skey_arr, sn_arr, e_a, e_b)
-        G.adl = (seg_addr, len(key_seg), skey_addr, sn_addr, xi.data_ptr(), e_a.data_ptr(),
-                 e_b.data_ptr())
-        return G
+        return plan
 
     def run(self, opt: Any) -> bool:
         """One step; False (with nothing changed) when the general path must take it."""
         pgs = opt.param_groups
-        if len(pgs) != len(self.groups):
-            return False
-        if opt.state is not self.state:
+        groups = self.groups
+        if len(pgs) != len(groups) or opt.state is not self.state:
             return False
         grads: list[torch.Tensor] = []
-        for G, group in zip(self.groups, pgs):
+        for G, group in zip(groups, pgs):
             if (group is not G.group or group["params"] is not G.plist or len(G.plist) != G.k
                     or _hyper(group) != G.hyper):
                 return False
+            gs = []
             for p in G.params:
                 g = p.grad  # its dtype and device are the parameter's (torch enforces it)
                 if g is None or not p.requires_grad or g.is_sparse or not g.is_contiguous():
                     return False
-                grads.append(g)
-            if G.moms and any(st.get("momentum_buffer") is not m
-                              for st, m in zip(G.states, G.moms)):
-                return False
+                gs.append(g)
+            for st, m in zip(G.states, G.moms):
+                if st.get("momentum_buffer") is not m:
+                    return False
             if G.xi is not None and G.gstate.get("xi") is not G.xi:
                 return False
             ptrs = [p.data_ptr() for p in G.params]
@@ -248,30 +246,14 @@ class FastStep:
                     return False
                 G.th_ptrs = ptrs
                 G.th[:] = ptrs
-        gp = [g.data_ptr() for g in grads]
+            ptrs = [g.data_ptr() for g in gs]
+            if ptrs != G.gr_ptrs:
+                G.gr_ptrs = ptrs
+                G.gr[:] = ptrs
+            grads += gs
         step = opt.step_count
-        check = 1 if opt.check_finite else 0
-        if len(self.groups) > 1:
-            if check:
-                self.all_gr[:] = gp
-                if self.nonfinite(self.k, self.all_gr_addr, self.n_addr):
-                    return False  # the general path names the tensor and raises
-            check = 0
-        pos = 0
-        for G in self.groups:
-            G.gr[:] = gp[pos:pos + G.k]
-            pos += G.k
-            k, th, mo, gr, n, key, off = G.addr
-            if G.method == "sgld":
-                bad = self.sgld(k, th, gr, n, key, off, step, *G.coef, check)
-            elif G.method == "baoab":
-                bad = self.baoab(k, th, mo, gr, n, key, off, step, *G.coef, check)
-            else:
-                seg, nseg, skey, sn, xi, ea, eb = G.adl
-                bad = self.adl(k, th, mo, gr, n, key, off, seg, nseg, skey, sn, xi, ea, eb, step,
-                               *G.coef, check)
-            if bad:
-                return False  # nothing was changed (one group: checked before the update)
+        if self.call(self.plans_addr, len(groups), step, 1 if opt.check_finite else 0):
+            return False  # a non-finite gradient, nothing changed: the general path raises
         mark = (id(opt), step)
         for g in grads:  # tag the gradients this step used (see Partitioned.diagnostics)
             g._heatbath_used = (mark, g._version)

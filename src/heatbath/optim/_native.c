@@ -681,3 +681,43 @@ int hb_adl_group(int64_t k, const int64_t *th, const int64_t *mo, const int64_t 
         hb_adl2((float *)(intptr_t)th[j], (float *)(intptr_t)mo[j], n[j], f[seg[j]], hh);
     return 0;
 }
+
+/* ------------------------------------------------------------ a whole optimizer step, planned */
+/* One group of a planned step (heatbath/optim/_fast.py fills these once; the pointer arrays
+ * are rewritten in place when the tensors move). method: 0 SGLD (c0 = h, c1 = std), 1 BAOAB
+ * (c0..c3 = kick, h/2, c, d), 2 Adaptive Langevin (c0, c1 = kick, h/2; the adl_* fields). */
+typedef struct {
+    int64_t method, k;
+    const int64_t *th, *mo, *g, *n;
+    const uint64_t *key, *off;
+    float c0, c1, c2, c3;
+    const int64_t *seg;
+    int64_t S;
+    const uint64_t *seg_key;
+    const int64_t *seg_n;
+    float *xi;
+    const float *e_a, *e_b;
+    float mhh, cz, s2;
+    double czd;
+} hb_group_plan;
+
+/* Every gradient of every group is checked first (when check): 1 is returned, and nothing
+ * changed, if one is not finite. Then each group takes its step. */
+int hb_plan_step(const hb_group_plan *P, int64_t ngroups, uint64_t step, int check) {
+    if (check)
+        for (int64_t i = 0; i < ngroups; i++)
+            if (hb_nonfinite_multi(P[i].k, P[i].g, P[i].n)) return 1;
+    for (int64_t i = 0; i < ngroups; i++) {
+        const hb_group_plan *G = P + i;
+        if (G->method == 0)
+            hb_sgld_multi(G->k, G->th, G->g, G->n, G->key, G->off, step, G->c0, G->c1, 0);
+        else if (G->method == 1)
+            hb_baoab_multi(G->k, G->th, G->mo, G->g, G->n, G->key, G->off, step, G->c0, G->c1,
+                           G->c2, G->c3, 0);
+        else
+            hb_adl_group(G->k, G->th, G->mo, G->g, G->n, G->key, G->off, G->seg, G->S,
+                         G->seg_key, G->seg_n, G->xi, G->e_a, G->e_b, step, G->c0, G->c1,
+                         G->mhh, G->cz, G->s2, G->czd, 0);
+    }
+    return 0;
+}

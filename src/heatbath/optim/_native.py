@@ -77,12 +77,26 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
                                       _c_float, _c_float, _c_float, _c_float, ctypes.c_int]),
     "hb_adl_kinetic_draw": (ctypes.c_double, [_c_u64, _c_u64, _c_u64, _c_i64, ctypes.c_double,
                                               ctypes.c_double]),
+    "hb_plan_step": (ctypes.c_int, [_c_p, _c_i64, _c_u64, ctypes.c_int]),
     "hb_adl_factors": (None, [_c_p, _c_i64, _c_float, _c_p]),
     "hb_adl_xi": (None, [_c_p, _c_i64, _c_i64, _c_p, _c_p, _c_p]),
     "hb_adl_group": (ctypes.c_int, [_c_i64, _c_p, _c_p, _c_p, _c_p, _c_p, _c_p, _c_p, _c_i64, _c_p,
                                     _c_p, _c_p, _c_p, _c_p, _c_u64, _c_float, _c_float, _c_float,
                                     _c_float, _c_float, ctypes.c_double, ctypes.c_int]),
 }
+
+
+class GroupPlan(ctypes.Structure):
+    """``hb_group_plan`` of ``_native.c``: one group of a planned step (``hb_plan_step``)."""
+
+    _fields_ = [
+        ("method", _c_i64), ("k", _c_i64),
+        ("th", _c_p), ("mo", _c_p), ("g", _c_p), ("n", _c_p), ("key", _c_p), ("off", _c_p),
+        ("c0", _c_float), ("c1", _c_float), ("c2", _c_float), ("c3", _c_float),
+        ("seg", _c_p), ("S", _c_i64), ("seg_key", _c_p), ("seg_n", _c_p),
+        ("xi", _c_p), ("e_a", _c_p), ("e_b", _c_p),
+        ("mhh", _c_float), ("cz", _c_float), ("s2", _c_float), ("czd", ctypes.c_double),
+    ]
 
 
 def _cpu_signature() -> str:
