@@ -592,9 +592,13 @@ def _adl_native(plan: Any, params: list[Tensor], grads: list[Tensor], moms: list
             a2[r][s] += rows[r][k]
     key_seg, n_seg = adl_segments(seg, noise.keys, noise.numels, R)
     cz = 0.5 * sigma_a * math.sqrt(h)
-    draw = torch.tensor([[lib.hb_adl_kinetic_draw(key_seg[s], noise.step, r, n_seg[s],
-                                                  a2[r][s], cz) for s in range(nseg)]
-                         for r in range(R)], dtype=torch.float64)
+    a2_t = torch.tensor(a2, dtype=torch.float64)
+    draw = torch.empty_like(a2_t)
+    seg_key = torch.tensor([k - (1 << 64) if k >= 1 << 63 else k for k in key_seg],
+                           dtype=torch.int64)  # the uint64 bits
+    seg_n = torch.tensor(n_seg, dtype=torch.int64)
+    lib.hb_adl_draws(R, nseg, seg_key.data_ptr(), seg_n.data_ptr(), noise.step,
+                     a2_t.data_ptr(), cz, draw.data_ptr())
     ea = e_a.to(torch.float32).contiguous()
     eb = e_b.to(torch.float32).contiguous()
     lib.hb_adl_xi(xi2.data_ptr(), R, nseg, ea.data_ptr(), eb.data_ptr(), draw.data_ptr())

@@ -721,3 +721,27 @@ int hb_plan_step(const hb_group_plan *P, int64_t ngroups, uint64_t step, int che
     }
     return 0;
 }
+
+/* ------------------------------------------------- ensembles: every replica row in one call */
+/* rows r of a [R, m] tensor (pointers to row 0; row r's global offset is off + r m), with
+ * row factors f[r]; kin[r] = sum of a^2 over row r */
+void hb_adl1_rows(float *th, float *mo, const float *gr, int64_t R, int64_t m, uint64_t key,
+                  uint64_t step, uint64_t off, float kick, float hh, const float *f, float cz,
+                  float s2, double *kin) {
+    for (int64_t r = 0; r < R; r++)
+        kin[r] = hb_adl1(th + r * m, mo + r * m, gr + r * m, m, key, step, off + (uint64_t)(r * m),
+                         kick, hh, f[r], cz, s2);
+}
+
+void hb_adl2_rows(float *th, float *mo, int64_t R, int64_t m, const float *f, float hh) {
+    for (int64_t r = 0; r < R; r++) hb_adl2(th + r * m, mo + r * m, m, f[r], hh);
+}
+
+/* draw[r, s] = hb_adl_kinetic_draw(seg_key[s], step, r, seg_n[s], a2[r, s], c) */
+void hb_adl_draws(int64_t R, int64_t S, const uint64_t *seg_key, const int64_t *seg_n,
+                  uint64_t step, const double *a2, double c, double *draw) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++)
+            draw[r * S + s] = hb_adl_kinetic_draw(seg_key[s], step, (uint64_t)r, seg_n[s],
+                                                  a2[r * S + s], c);
+}

@@ -1197,6 +1197,8 @@ class ListNoise:
                           sigma_a: float, h: float) -> list[Tensor]:
         """:meth:`adl_first` by the native kernel (|a|^2 summed in float64)."""
         R = self.R
+        if R > 1:  # ensembles: one call per tensor covers every replica row
+            return self._adl_first_rows(params, moms, grads, kick, half_h, factors, sigma_a, h)
         fn, key, off, t = _native.lib().hb_adl1, self.keys, self.offsets, self._step
         th = [p.data_ptr() for p in params]
         mo = [p.data_ptr() for p in moms]
@@ -1217,11 +1219,34 @@ class ListNoise:
         out = torch.tensor(kin, dtype=torch.float64, device=self.device)
         return list(out.unbind(0))
 
+    def _adl_first_rows(self, params: list[Tensor], moms: list[Tensor], grads: list[Tensor],
+                        kick: ScalarLike, half_h: ScalarLike, factors: list[Tensor],
+                        sigma_a: float, h: float) -> list[Tensor]:
+        """:meth:`_adl_first_native` for ``R > 1`` replicas: one native call per tensor
+        (single-threaded: ensembles are many small runs)."""
+        R = self.R
+        fn = _native.lib().hb_adl1_rows
+        cz, s2 = 0.5 * sigma_a * math.sqrt(h), sigma_a * math.sqrt(h)
+        kin = torch.zeros(len(params), R, dtype=torch.float64)
+        for i in self.big:
+            f = factors[i].reshape(R).to(torch.float32).contiguous()
+            fn(params[i].data_ptr(), moms[i].data_ptr(), grads[i].data_ptr(), R,
+               self.numels[i] // R, self.keys[i], self._step, self.offsets[i], float(kick),
+               float(half_h), f.data_ptr(), cz, s2, kin[i].data_ptr())
+        return list(kin.to(self.device).unbind(0))
+
     def adl_second(self, params: list[Tensor], moms: list[Tensor], half_h: ScalarLike,
                    factors: list[Tensor]) -> None:
         """Adaptive Langevin's closing C (factors as in :meth:`adl_first`) and A."""
         hh = _scalar(half_h, self.dtype)
         R = self.R
+        if self.native and R > 1:
+            rows = _native.lib().hb_adl2_rows
+            for i in self.big:
+                f = factors[i].reshape(R).to(torch.float32).contiguous()
+                rows(params[i].data_ptr(), moms[i].data_ptr(), R, self.numels[i] // R,
+                     f.data_ptr(), float(half_h))
+            return
         if self.native:
             fn = _native.lib().hb_adl2
             th = [p.data_ptr() for p in params]
