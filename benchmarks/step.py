@@ -19,8 +19,9 @@ on the heap and are reused instead of being page-faulted every step); ``--no-mal
 the environment as it is. The full training step (forward, backward, ``step()``) is timed the
 same way at 10M parameters, batch 128.
 
-The first run compiles the counter-based ("philox") kernels (a minute or more per kernel on a
-busy 2-core machine; inductor caches them on disk for later runs); warm-up absorbs it.
+The first run builds heatbath's native noise kernels (about a second, cached per user; see
+docs/how-to/noise.md) and, for the tensor-op fallback, compiles the counter-based kernels
+(a minute or more on a busy 2-core machine; inductor caches them); warm-up absorbs both.
 """
 
 from __future__ import annotations

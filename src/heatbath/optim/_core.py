@@ -651,13 +651,15 @@ class Partitioned(HeatbathOptimizer):
             (ε/n, the SGNHT normalisation, for large layers).
         replicas: if given, the leading dimension of every parameter indexes ``replicas``
             independent runs (ensembles); ξ and diagnostics are then per replica.
-        noise: noise backend. ``"auto"`` (default): ``"philox"`` for groups of at least
-            ``AUTO_PHILOX_MIN`` (2**20) elements and for sharded (DTensor) parameters,
-            ``"eager"`` otherwise. ``"eager"``: one ``normal_`` per group and step from the
-            group's ``torch.Generator``. ``"philox"``: counter-based Philox4x32-10 noise keyed
-            by (seed, parameter name, step) and the element's global index, so a sharded run
-            draws the numbers of the unsharded one; generated inside compiled kernels that
-            also check the gradients and apply the whole update (``heatbath.optim._philox``).
+        noise: noise backend. ``"auto"`` (default): ``"philox"`` for float32 CPU groups when
+            the native kernels are built (``heatbath.optim._native``, faster than eager noise
+            at every size), and for sharded (DTensor) parameters; otherwise ``"philox"`` from
+            ``AUTO_PHILOX_MIN`` (2**20) elements, ``"eager"`` below. ``"eager"``: one
+            ``normal_`` per group and step from the group's ``torch.Generator``.
+            ``"philox"``: counter-based Philox4x32-10 noise keyed by (seed, parameter name,
+            step) and the element's global index, so a sharded run draws the numbers of the
+            unsharded one; generated inside the native (or compiled) kernels that also check
+            the gradients and apply the whole update (docs/how-to/noise.md).
             Adaptive Langevin with philox noise draws N normals per step, not 2N (see
             ``adl_kinetic_draw`` there). Eager noise cannot follow shards: it raises for
             DTensor parameters.

@@ -92,6 +92,11 @@ argument checks), so small models are better served by eager ``normal_``.
 
 Tensor lists (what the optimizers use)
 --------------------------------------
+For float32 tensors on the CPU the optimizers use the C kernels of
+:mod:`heatbath.optim._native` (the numbers of this module, bit for bit, generated inside the
+update; see :class:`ListNoise`'s ``native``). The tensor-op path below serves other dtypes and
+devices and machines without a C compiler.
+
 :class:`ListNoise` serves one parameter group: tensor ``k`` has its own key and global offset
 (FSDP2 shards use their offset in the full tensor). Large tensors: one compiled call per piece
 writes the step's noise into a persistent buffer and checks the gradient for NaN/inf in the same
