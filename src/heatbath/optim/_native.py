@@ -189,6 +189,16 @@ def available() -> bool:
     return lib() is not None
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child has none of its parent's pool threads: start a new pool there."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size < n:
