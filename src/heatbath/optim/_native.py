@@ -32,6 +32,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,7 +125,14 @@ def _cache_dir() -> Path:
 
 
 def _compiler() -> str:
-    return os.environ.get("CC", "cc")
+    """``$CC``, else the first of cc, gcc, clang on the PATH."""
+    cc = os.environ.get("CC")
+    if cc:
+        return cc
+    for name in ("cc", "gcc", "clang"):
+        if shutil.which(name):
+            return name
+    return "cc"
 
 
 def _build() -> Path:
@@ -134,11 +142,25 @@ def _build() -> Path:
     tag = hashlib.sha256(b"\0".join([src, _compiler().encode(), " ".join(_FLAGS).encode(),
                                      _cpu_signature().encode(), platform.machine().encode(),
                                      sys.platform.encode()])).hexdigest()[:20]
-    out_dir = _cache_dir()
-    target = out_dir / f"heatbath_native_{tag}.so"
-    if target.exists():
-        return target
-    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"heatbath_native_{tag}.so"
+    candidates = [_cache_dir()]
+    if hasattr(os, "getuid"):  # a read-only home: a private directory under the temp dir
+        candidates.append(Path(tempfile.gettempdir()) / f"heatbath-native-{os.getuid()}")
+    for out_dir in candidates:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if hasattr(os, "getuid") and out_dir.stat().st_uid != os.getuid():
+                continue  # never load a library from a directory another user controls
+            target = out_dir / name
+            if target.exists():
+                return target
+            if os.access(out_dir, os.W_OK):
+                break
+        except OSError:
+            continue
+    else:
+        raise OSError("no writable cache directory of this user for the native kernels "
+                      f"(tried {', '.join(map(str, candidates))})")
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
     os.close(fd)
     try:
