@@ -525,9 +525,6 @@ def test_hyperparameter_written_changes_the_step(name, key, monkeypatch, fast_lo
                                                   for p in g["params"])))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: FastStep.build does not reconcile the group; after "
-                   "group.update(lr=x) (or momentum=x) the fast step runs with the stale h "
-                   "(or gamma), the general path with the written value")
 @pytest.mark.parametrize("name,written", [
     ("langevin", {"lr": 0.02}),
     ("langevin", {"momentum": 0.5}),
@@ -603,12 +600,7 @@ def test_resume_from_a_state_dict_equals_an_uninterrupted_run(name, monkeypatch,
 @pytest.mark.parametrize("name", [
     "langevin",
     "adlala",
-    pytest.param("sgld", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: Partitioned._kind caches noise='auto' resolved without the dtype in its key: a "
-        "general-path optimizer that stepped in float32 keeps philox noise after "
-        "model.double(), one whose steps were all fast (SGLD: even the first) never filled "
-        "the cache and resolves 'auto' to eager; the runs differ from the first float64 "
-        "step"))),
+    "sgld",
 ])
 def test_model_double_after_fast_steps(name, monkeypatch, fast_log):
     """As with torch's own optimizers, the parameters stay float64 after the conversion
@@ -749,9 +741,6 @@ def test_xi_replaced_is_the_one_updated(monkeypatch, fast_log):
     assert set(range(12, 20)) <= set(_fast_steps(fast_log, of))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: FastStep keeps each parameter's state dict (and "
-                   "the group_state dict) from build time and never looks at opt.state[p] "
-                   "again; a state dict replaced or deleted by the user is ignored")
 @pytest.mark.parametrize("how", ["replace_state_of_p", "delete_state_of_p", "clear_state",
                                  "replace_group_state"])
 def test_state_dicts_replaced_by_the_user(how, monkeypatch, fast_log):

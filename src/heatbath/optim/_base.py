@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,47 @@ def _check_param(p: Any, where: str) -> None:
         raise TypeError(f"{where} is sparse; heatbath optimizers need dense parameters")
 
 
+class _State(defaultdict):
+    """``optimizer.state`` (torch's ``defaultdict(dict)``) with a counter of structural
+    changes: a parameter's state added, replaced or deleted. Lets a cached step plan see such
+    changes without hashing every parameter each step."""
+
+    version = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, *args: Any) -> Any:
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.version += 1
+        return super().setdefault(key, default)
+
+    def __ior__(self, other: Any) -> Any:
+        self.version += 1
+        return super().__ior__(other)
+
+
+
 class HeatbathOptimizer(torch.optim.Optimizer):
     """Base of every heatbath optimizer (see the module docstring for the contract).
 
@@ -167,6 +209,7 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         self.step_count = 0
         self.check_finite = check_finite
         super().__init__(params, defaults)
+        self.state = _State(dict, self.state)
 
     # ------------------------------------------------------------------------------------------
     # groups
@@ -533,6 +576,7 @@ class HeatbathOptimizer(torch.optim.Optimizer):
         self._check_names(saved_groups)
         self._check_saved_groups(saved_groups)
         super().load_state_dict(sd)
+        self.state = _State(dict, self.state)
         self.param_groups = [self._wrap_group(g) for g in self.param_groups]
         self._after_load()
         for i, ex in enumerate(extra["groups"]):

@@ -789,7 +789,8 @@ class Partitioned(HeatbathOptimizer):
         ``noise`` setting stay the same (it is asked several times per step)."""
         group = w.group
         params = group["params"]
-        key = (group["noise"], id(params), len(params), w.sharded,
+        p0 = params[0]
+        key = (group["noise"], id(params), len(params), w.sharded, p0.dtype, p0.device,
                os.environ.get("HEATBATH_COMPILE", "1"), os.environ.get("HEATBATH_NATIVE", "1"))
         got = self._kinds.get(w.index)
         if got is None or got[0] != key:

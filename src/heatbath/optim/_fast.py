@@ -65,7 +65,7 @@ class _Group:
     """One group of a fast step: its tensors, the native plan's arrays, what to re-check."""
 
     __slots__ = ("group", "plist", "params", "moms", "states", "hyper", "k", "th", "mo", "gr",
-                 "th_ptrs", "gr_ptrs", "xi", "gstate", "keep")
+                 "th_ptrs", "gr_ptrs", "xi", "gstate", "keep", "index")
 
     def __init__(self, group: dict[str, Any], params: list[torch.Tensor],
                  moms: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
@@ -86,6 +86,7 @@ class _Group:
         self.gr_ptrs: list[int] = []
         self.xi: torch.Tensor | None = None
         self.gstate: dict[str, Any] = {}
+        self.index = 0
         self.keep: list[Any] = []  # arrays and tensors the plan points into
 
     def plan(self, method: int, keys: list[int], coef: tuple[float, ...]) -> _native.GroupPlan:
@@ -111,6 +112,7 @@ class FastStep:
     def __init__(self, opt: Any, groups: list[_Group], plans: list[Any], lib: Any) -> None:
         self.groups = groups
         self.state = opt.state
+        self.state_version = getattr(opt.state, "version", None)
         self.plans = (_native.GroupPlan * len(plans))(*plans)
         self.plans_addr = ctypes.addressof(self.plans)
         self.call = lib.hb_plan_step
@@ -128,7 +130,10 @@ class FastStep:
             return None
         groups, plans, total = [], [], 0
         for index, group in enumerate(opt.param_groups):
-            if type(group) is not GroupDict or group["method"] not in _METHODS:
+            if type(group) is not GroupDict:
+                return None
+            opt._sync_group(group, index)  # writes that bypassed item assignment (update())
+            if group["method"] not in _METHODS:
                 return None
             if opt._dtensor_groups[index]:
                 return None
@@ -214,15 +219,18 @@ class FastStep:
         plan.xi, plan.e_a, plan.e_b = xi.data_ptr(), e_a.data_ptr(), e_b.data_ptr()
         plan.mhh, plan.cz, plan.s2, plan.czd = -half_h, cz, sigma_a * math.sqrt(h2), cz
         G.keep += [seg_arr, skey_arr, sn_arr, e_a, e_b]
-        G.xi, G.gstate = xi, gstate
+        G.xi, G.gstate, G.index = xi, gstate, index
         return plan
 
     def run(self, opt: Any) -> bool:
         """One step; False (with nothing changed) when the general path must take it."""
         pgs = opt.param_groups
         groups = self.groups
-        if len(pgs) != len(groups) or opt.state is not self.state:
-            return False
+        state = opt.state
+        if (len(pgs) != len(groups) or state is not self.state
+                or getattr(state, "version", None) != self.state_version):
+            return False  # a group added, or a parameter's state added, replaced or deleted
+        gstates = opt.group_state
         grads: list[torch.Tensor] = []
         for G, group in zip(groups, pgs):
             if (group is not G.group or group["params"] is not G.plist or len(G.plist) != G.k
@@ -237,7 +245,8 @@ class FastStep:
             for st, m in zip(G.states, G.moms):
                 if st.get("momentum_buffer") is not m:
                     return False
-            if G.xi is not None and G.gstate.get("xi") is not G.xi:
+            if G.xi is not None and (gstates[G.index] is not G.gstate
+                                     or G.gstate.get("xi") is not G.xi):
                 return False
             ptrs = [p.data_ptr() for p in G.params]
             if ptrs != G.th_ptrs:  # moved (model.to, p.data = ...): check it again
