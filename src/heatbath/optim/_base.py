@@ -174,7 +174,6 @@ class _State(defaultdict):
         return super().__ior__(other)
 
 
-
 class HeatbathOptimizer(torch.optim.Optimizer):
     """Base of every heatbath optimizer (see the module docstring for the contract).
 

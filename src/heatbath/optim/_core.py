@@ -301,17 +301,10 @@ class NoiseSource:
         buf = self.opt._flat_buffer(self.index, draws * total, like[0])
         lib = _native.lib() if buf.dtype == torch.float32 and buf.device.type == "cpu" else None
         if lib is not None:  # the native kernel: the same numbers as philox_fill_
-            base, out = buf.data_ptr(), []
-            for d in range(draws):
-                parts = buf[d * total:(d + 1) * total].split(sizes)
-                pos = d * total
-                for k, n in enumerate(sizes):
-                    lib.hb_normals(base + 4 * pos, n, self.keys[k], self.step,
-                                   self.offsets[k] + d * self.numels[k], std)
-                    pos += n
-                out.append([v.view(t.shape) for v, t in zip(parts, like)])
-            return out
-        fill = _philox("philox_fill_")
+            def fill(v: Tensor, key: int, step: int, offset: int, sd: float) -> None:
+                lib.hb_normals(v.data_ptr(), v.numel(), key, step, offset, sd)
+        else:
+            fill = _philox("philox_fill_")
         out = []
         for d in range(draws):
             parts = buf[d * total:(d + 1) * total].split(sizes)
@@ -506,7 +499,7 @@ def _adl_philox(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], x
                 std: float, noise: NoiseSource, replicas: int | None, foreach: bool,
                 reduce: Callable[[list[Tensor]], list[Tensor]] | None) -> None:
     """:func:`_adl_lists` with counter-based noise, N normals per step (see there)."""
-    from ._philox import adl_kinetic_draw
+    from ._philox import adl_kinetic_draw, adl_noise_scales
 
     idx = list(range(len(params)))
     plan = _prepared(_philox_plan(noise, params, idx, replicas, foreach), grads, noise.step)
@@ -531,18 +524,10 @@ def _adl_philox(params: list[Tensor], grads: list[Tensor], moms: list[Tensor], x
     if reduce is not None:
         kin = reduce(kin)
     nseg = xi2.shape[1]
-    a2 = [[0.0] * nseg for _ in range(R)]
-    n_seg = [0] * nseg
-    key_seg: list[int | None] = [None] * nseg
-    rows = torch.stack([k.reshape(R).to(torch.float64) for k in kin], 1).tolist()
-    for k, s in enumerate(seg):
-        n_seg[s] += noise.numels[k] // R
-        if key_seg[s] is None:
-            key_seg[s] = noise.keys[k]
-        for r in range(R):
-            a2[r][s] += rows[r][k]
-    cz = 0.5 * sigma_a * math.sqrt(h)
-    draws = [[adl_kinetic_draw(int(key_seg[s] or 0), noise.step, r, n_seg[s], a2[r][s], cz)
+    a2 = _segment_sums(kin, seg, nseg, R)
+    key_seg, n_seg = adl_segments(seg, noise.keys, noise.numels, R)
+    cz = adl_noise_scales(sigma_a, h)[0]
+    draws = [[adl_kinetic_draw(key_seg[s], noise.step, r, n_seg[s], a2[r][s], cz)
               for s in range(nseg)] for r in range(R)]
     kin_t = torch.tensor(draws, dtype=xi.dtype, device=xi.device).reshape(xi.shape)
     xi.addcmul_(e_a, kin_t).sub_(e_b)
@@ -562,6 +547,17 @@ def adl_segments(seg: list[int], keys: list[int], numels: list[int], R: int
     return [int(k or 0) for k in key_seg], n_seg
 
 
+def _segment_sums(kin: list[Tensor], seg: list[int], nseg: int, R: int) -> list[list[float]]:
+    """:math:`|a|^2` per replica and thermostat segment: each tensor's sums (``kin[k]``, one
+    per replica) added in float64, in tensor order."""
+    rows = torch.stack([k.reshape(R).to(torch.float64) for k in kin], 1).tolist()
+    a2 = [[0.0] * nseg for _ in range(R)]
+    for r in range(R):
+        for k, s in enumerate(seg):
+            a2[r][s] += rows[r][k]
+    return a2
+
+
 def _adl_native(plan: Any, params: list[Tensor], grads: list[Tensor], moms: list[Tensor],
                 xi: Tensor, *, seg: list[int], kick: float, half_h: float, h: float,
                 sigma_a: float, e_a: Tensor, e_b: Tensor, noise: NoiseSource,
@@ -569,6 +565,8 @@ def _adl_native(plan: Any, params: list[Tensor], grads: list[Tensor], moms: list
     """:func:`_adl_philox` with the native kernels: the friction factors, E's exact kinetic
     draw and the ξ update are native too (the same operations as ``hb_adl_group``, which the
     fast step of small models uses, so both paths give the same numbers)."""
+    from ._philox import adl_noise_scales
+
     lib = _native.lib()
     R = plan.R
     xi2 = xi.reshape(R, -1)
@@ -585,13 +583,9 @@ def _adl_native(plan: Any, params: list[Tensor], grads: list[Tensor], moms: list
     kin = plan.adl_first(params, moms, grads, kick, half_h, factors(), sigma_a, h)
     if reduce is not None:
         kin = reduce(kin)
-    rows = torch.stack([k.reshape(R).to(torch.float64) for k in kin], 1).tolist()
-    a2 = [[0.0] * nseg for _ in range(R)]
-    for r in range(R):
-        for k, s in enumerate(seg):
-            a2[r][s] += rows[r][k]
+    a2 = _segment_sums(kin, seg, nseg, R)
     key_seg, n_seg = adl_segments(seg, noise.keys, noise.numels, R)
-    cz = 0.5 * sigma_a * math.sqrt(h)
+    cz = adl_noise_scales(sigma_a, h)[0]
     a2_t = torch.tensor(a2, dtype=torch.float64)
     draw = torch.empty_like(a2_t)
     seg_key = torch.tensor([k - (1 << 64) if k >= 1 << 63 else k for k in key_seg],

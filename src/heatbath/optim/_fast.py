@@ -188,6 +188,7 @@ class FastStep:
         """An Adaptive Langevin group's plan: the coefficients the general native path computes
         (``_core._adl_philox`` and ``_core._adl_native``), for ``hb_adl_group``."""
         from ._core import adl_segments
+        from ._philox import adl_noise_scales
 
         h = group["h"]
         if group["replicas"] is not None or not group["sigma_A"] > 0.0:
@@ -207,8 +208,7 @@ class FastStep:
         half_h = 0.5 * h
         std = group["sigma_A"] * math.sqrt(half_h)
         sigma_a = std / math.sqrt(half_h)  # as _core._adl_philox recovers it
-        h2 = 2.0 * half_h
-        cz = 0.5 * sigma_a * math.sqrt(h2)
+        cz, s2 = adl_noise_scales(sigma_a, 2.0 * half_h)
         seg = list(range(G.k)) if per_tensor else [0] * G.k
         key_seg, n_seg = adl_segments(seg, keys, [p.numel() for p in G.params], 1)
         plan = G.plan(2, keys, (-h, half_h))
@@ -217,7 +217,7 @@ class FastStep:
         sn_arr, plan.seg_n = _i64_array(n_seg)
         plan.S = len(key_seg)
         plan.xi, plan.e_a, plan.e_b = xi.data_ptr(), e_a.data_ptr(), e_b.data_ptr()
-        plan.mhh, plan.cz, plan.s2, plan.czd = -half_h, cz, sigma_a * math.sqrt(h2), cz
+        plan.mhh, plan.cz, plan.s2, plan.czd = -half_h, cz, s2, cz
         G.keep += [seg_arr, skey_arr, sn_arr, e_a, e_b]
         G.xi, G.gstate, G.index = xi, gstate, index
         return plan

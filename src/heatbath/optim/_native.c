@@ -21,6 +21,10 @@
 #include <immintrin.h>
 #endif
 
+/* the vector pieces must be inlined into each kernel's loop for the noise to stay in
+ * registers */
+#define HB_INLINE static inline __attribute__((always_inline))
+
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
 #define PHILOX_W0 0x9E3779B9u
@@ -105,10 +109,10 @@ static inline void mulhilo_s(uint32_t m, uint32_t x, uint32_t *hi, uint32_t *lo)
     *lo = (uint32_t)p;
 }
 
-/* the four normals of Philox block b */
-static void block4_s(const hb_keys *K, uint64_t b, float z[4]) {
-    uint32_t x0 = (uint32_t)b, x1 = (uint32_t)(b >> 32), x2 = K->t0, x3 = K->t1;
-    uint32_t k0 = K->k0, k1 = K->k1;
+/* Philox4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1) */
+static void philox_words(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                         uint32_t k1, uint32_t w[4]) {
+    uint32_t x0 = c0, x1 = c1, x2 = c2, x3 = c3;
     for (int r = 0; r < 10; r++) {
         if (r) {
             k0 += PHILOX_W0;
@@ -123,6 +127,17 @@ static void block4_s(const hb_keys *K, uint64_t b, float z[4]) {
         x2 = y2;
         x3 = lo0;
     }
+    w[0] = x0;
+    w[1] = x1;
+    w[2] = x2;
+    w[3] = x3;
+}
+
+/* the four normals of Philox block b */
+static void block4_s(const hb_keys *K, uint64_t b, float z[4]) {
+    uint32_t w[4];
+    philox_words((uint32_t)b, (uint32_t)(b >> 32), K->t0, K->t1, K->k0, K->k1, w);
+    uint32_t x0 = w[0], x1 = w[1], x2 = w[2], x3 = w[3];
     float rho0 = sqrt_heron_s(neg2log_s(x0 >> 8));
     float rho2 = sqrt_heron_s(neg2log_s(x2 >> 8));
     float c1, s1, c3, s3;
@@ -155,14 +170,14 @@ static inline float znorm(const hb_keys *K, hb_cache *C, uint64_t g) {
 
 /* ------------------------------------------------------------------- AVX2: 8 blocks at once */
 #ifdef __AVX2__
-static inline void mulhilo8(__m256i x, __m256i m, __m256i *hi, __m256i *lo) {
+HB_INLINE void mulhilo8(__m256i x, __m256i m, __m256i *hi, __m256i *lo) {
     __m256i pe = _mm256_mul_epu32(x, m);
     __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
     *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
     *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
 }
 
-static inline __m256 neg2log8(__m256i a) {
+HB_INLINE __m256 neg2log8(__m256i a) {
     __m256 f = _mm256_cvtepi32_ps(_mm256_or_si256(a, _mm256_set1_epi32(1)));
     __m256i bits = _mm256_castps_si256(f);
     __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
@@ -185,7 +200,7 @@ static inline __m256 neg2log8(__m256i a) {
     return _mm256_mul_ps(_mm256_set1_ps(-2.0f), t);
 }
 
-static inline __m256 sqrt_heron8(__m256 y) {
+HB_INLINE __m256 sqrt_heron8(__m256 y) {
     __m256 s = _mm256_castsi256_ps(_mm256_add_epi32(
         _mm256_srai_epi32(_mm256_castps_si256(y), 1), _mm256_set1_epi32(0x1FBD1DF5)));
     const __m256 half = _mm256_set1_ps(0.5f);
@@ -193,7 +208,7 @@ static inline __m256 sqrt_heron8(__m256 y) {
     return s;
 }
 
-static inline void cos_sin8(__m256i a, __m256 *c, __m256 *s) {
+HB_INLINE void cos_sin8(__m256i a, __m256 *c, __m256 *s) {
     __m256i a2 = _mm256_and_si256(_mm256_add_epi32(a, _mm256_set1_epi32(1 << 21)),
                                   _mm256_set1_epi32((1 << 24) - 1));
     __m256i q = _mm256_srli_epi32(a2, 22);
@@ -225,50 +240,8 @@ static inline void cos_sin8(__m256i a, __m256 *c, __m256 *s) {
     *s = _mm256_xor_ps(ss, _mm256_and_ps(negs, sign));
 }
 
-static inline void transpose_out(__m256 Z0, __m256 Z1, __m256 Z2, __m256 Z3, __m256 z[4]);
-
-/* the 32 normals of blocks b .. b+7 (b a multiple of 8), in element order: z[v] holds
- * elements 4b + 8v .. 4b + 8v + 7 */
-static inline void noise32(const hb_keys *K, uint64_t b, __m256 z[4]) {
-    if ((uint32_t)b > 0xFFFFFFF7u) { /* the low counter word wraps inside the 8 blocks */
-        float tmp[32];
-        for (int j = 0; j < 8; j++) block4_s(K, b + (uint64_t)j, tmp + 4 * j);
-        for (int v = 0; v < 4; v++) z[v] = _mm256_loadu_ps(tmp + 8 * v);
-        return;
-    }
-    __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b),
-                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i x1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32));
-    __m256i x2 = _mm256_set1_epi32((int)K->t0);
-    __m256i x3 = _mm256_set1_epi32((int)K->t1);
-    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-    uint32_t k0 = K->k0, k1 = K->k1;
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
-        __m256i hi0, lo0, hi1, lo1;
-        mulhilo8(x0, m0, &hi0, &lo0);
-        mulhilo8(x2, m1, &hi1, &lo1);
-        __m256i y0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
-        __m256i y2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
-        x0 = y0;
-        x1 = lo1;
-        x2 = y2;
-        x3 = lo0;
-    }
-    __m256 rho0 = sqrt_heron8(neg2log8(_mm256_srli_epi32(x0, 8)));
-    __m256 rho2 = sqrt_heron8(neg2log8(_mm256_srli_epi32(x2, 8)));
-    __m256 c1, s1, c3, s3;
-    cos_sin8(_mm256_srli_epi32(x1, 8), &c1, &s1);
-    cos_sin8(_mm256_srli_epi32(x3, 8), &c3, &s3);
-    transpose_out(_mm256_mul_ps(rho0, c1), _mm256_mul_ps(rho0, s1), _mm256_mul_ps(rho2, c3),
-                  _mm256_mul_ps(rho2, s3), z);
-}
-
 /* lanes (Z0[j], Z1[j], Z2[j], Z3[j]) are elements 4j .. 4j+3: z[v] = elements 8v .. 8v+7 */
-static inline void transpose_out(__m256 Z0, __m256 Z1, __m256 Z2, __m256 Z3, __m256 z[4]) {
+HB_INLINE void transpose_out(__m256 Z0, __m256 Z1, __m256 Z2, __m256 Z3, __m256 z[4]) {
     __m256 t0 = _mm256_unpacklo_ps(Z0, Z1), t1 = _mm256_unpackhi_ps(Z0, Z1);
     __m256 t2 = _mm256_unpacklo_ps(Z2, Z3), t3 = _mm256_unpackhi_ps(Z2, Z3);
     __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
@@ -279,54 +252,92 @@ static inline void transpose_out(__m256 Z0, __m256 Z1, __m256 Z2, __m256 Z3, __m
     z[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
 }
 
-/* the 64 normals of blocks b .. b+15 (b a multiple of 8): two groups of 8 blocks computed
- * side by side, so that one group's long dependency chains (ten Philox rounds, then the
- * divisions of ln and sqrt) overlap the other's */
-static inline void noise64(const hb_keys *K, uint64_t b, __m256 z[8]) {
-    if ((uint32_t)b > 0xFFFFFFEFu) {
-        noise32(K, b, z);
-        noise32(K, b + 8, z + 4);
-        return;
-    }
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b), lane);
-    __m256i b0 = _mm256_add_epi32(a0, _mm256_set1_epi32(8));
-    __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32)), b1 = a1;
-    __m256i a2 = _mm256_set1_epi32((int)K->t0), b2 = a2;
-    __m256i a3 = _mm256_set1_epi32((int)K->t1), b3 = a3;
+/* the counter words of 8 consecutive blocks b .. b+7 (no wrap of the low word inside) */
+typedef struct {
+    __m256i x0, x1, x2, x3;
+} ph8;
+
+HB_INLINE ph8 ph8_counters(const hb_keys *K, uint64_t b) {
+    ph8 X;
+    X.x0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    X.x1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32));
+    X.x2 = _mm256_set1_epi32((int)K->t0);
+    X.x3 = _mm256_set1_epi32((int)K->t1);
+    return X;
+}
+
+/* the 32 U normals of blocks b .. b + 8U - 1 (U = 1 or 2; b a multiple of 8, and the low
+ * counter word does not wrap inside them), in element order: z[v] holds elements
+ * 4b + 8v .. 4b + 8v + 7. With U = 2 each stage runs on both groups of 8 blocks before the
+ * next, so that one group's long dependency chains (ten Philox rounds, then the divisions of
+ * ln and sqrt) overlap the other's: about 20 % faster than one group after the other. */
+HB_INLINE void noise_groups(const hb_keys *K, uint64_t b, int U, __m256 *z) {
+    ph8 X[2];
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) X[u] = ph8_counters(K, b + 8 * (uint64_t)u);
     const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
     uint32_t k0 = K->k0, k1 = K->k1;
-    for (int r = 0; r < 10; r++) {
+    for (int r = 0; r < 10; r++) { /* the rounds of heatbath/optim/_philox.py, 8 blocks a lane */
         if (r) {
             k0 += PHILOX_W0;
             k1 += PHILOX_W1;
         }
         const __m256i vk0 = _mm256_set1_epi32((int)k0), vk1 = _mm256_set1_epi32((int)k1);
-        __m256i hi0, lo0, hi1, lo1, hj0, lj0, hj1, lj1;
-        mulhilo8(a0, m0, &hi0, &lo0);
-        mulhilo8(b0, m0, &hj0, &lj0);
-        mulhilo8(a2, m1, &hi1, &lo1);
-        mulhilo8(b2, m1, &hj1, &lj1);
-        __m256i ya0 = _mm256_xor_si256(_mm256_xor_si256(hi1, a1), vk0);
-        __m256i yb0 = _mm256_xor_si256(_mm256_xor_si256(hj1, b1), vk0);
-        __m256i ya2 = _mm256_xor_si256(_mm256_xor_si256(hi0, a3), vk1);
-        __m256i yb2 = _mm256_xor_si256(_mm256_xor_si256(hj0, b3), vk1);
-        a0 = ya0; a1 = lo1; a2 = ya2; a3 = lo0;
-        b0 = yb0; b1 = lj1; b2 = yb2; b3 = lj0;
+        __m256i hi0[2], lo0[2], hi1[2], lo1[2];
+#pragma GCC unroll 2
+        for (int u = 0; u < U; u++) mulhilo8(X[u].x0, m0, &hi0[u], &lo0[u]);
+#pragma GCC unroll 2
+        for (int u = 0; u < U; u++) mulhilo8(X[u].x2, m1, &hi1[u], &lo1[u]);
+#pragma GCC unroll 2
+        for (int u = 0; u < U; u++) {
+            X[u].x0 = _mm256_xor_si256(_mm256_xor_si256(hi1[u], X[u].x1), vk0);
+            X[u].x1 = lo1[u];
+            X[u].x2 = _mm256_xor_si256(_mm256_xor_si256(hi0[u], X[u].x3), vk1);
+            X[u].x3 = lo0[u];
+        }
     }
-    __m256 la0 = neg2log8(_mm256_srli_epi32(a0, 8)), lb0 = neg2log8(_mm256_srli_epi32(b0, 8));
-    __m256 la2 = neg2log8(_mm256_srli_epi32(a2, 8)), lb2 = neg2log8(_mm256_srli_epi32(b2, 8));
-    __m256 ra0 = sqrt_heron8(la0), rb0 = sqrt_heron8(lb0);
-    __m256 ra2 = sqrt_heron8(la2), rb2 = sqrt_heron8(lb2);
-    __m256 ca1, sa1, ca3, sa3, cb1, sb1, cb3, sb3;
-    cos_sin8(_mm256_srli_epi32(a1, 8), &ca1, &sa1);
-    cos_sin8(_mm256_srli_epi32(b1, 8), &cb1, &sb1);
-    cos_sin8(_mm256_srli_epi32(a3, 8), &ca3, &sa3);
-    cos_sin8(_mm256_srli_epi32(b3, 8), &cb3, &sb3);
-    transpose_out(_mm256_mul_ps(ra0, ca1), _mm256_mul_ps(ra0, sa1), _mm256_mul_ps(ra2, ca3),
-                  _mm256_mul_ps(ra2, sa3), z);
-    transpose_out(_mm256_mul_ps(rb0, cb1), _mm256_mul_ps(rb0, sb1), _mm256_mul_ps(rb2, cb3),
-                  _mm256_mul_ps(rb2, sb3), z + 4);
+    __m256 rho0[2], rho2[2], c1[2], s1[2], c3[2], s3[2];
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) rho0[u] = neg2log8(_mm256_srli_epi32(X[u].x0, 8));
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) rho2[u] = neg2log8(_mm256_srli_epi32(X[u].x2, 8));
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) rho0[u] = sqrt_heron8(rho0[u]);
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) rho2[u] = sqrt_heron8(rho2[u]);
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) cos_sin8(_mm256_srli_epi32(X[u].x1, 8), &c1[u], &s1[u]);
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++) cos_sin8(_mm256_srli_epi32(X[u].x3, 8), &c3[u], &s3[u]);
+#pragma GCC unroll 2
+    for (int u = 0; u < U; u++)
+        transpose_out(_mm256_mul_ps(rho0[u], c1[u]), _mm256_mul_ps(rho0[u], s1[u]),
+                      _mm256_mul_ps(rho2[u], c3[u]), _mm256_mul_ps(rho2[u], s3[u]), z + 4 * u);
+}
+
+/* the 32 normals of blocks b .. b+7, b a multiple of 8 */
+HB_INLINE void noise32(const hb_keys *K, uint64_t b, __m256 z[4]) { noise_groups(K, b, 1, z); }
+
+/* the 64 normals of blocks b .. b+15, b a multiple of 8 */
+HB_INLINE void noise64(const hb_keys *K, uint64_t b, __m256 z[8]) {
+    if ((uint32_t)b > 0xFFFFFFEFu) { /* the low counter word wraps between the two groups */
+        noise_groups(K, b, 1, z);
+        noise_groups(K, b + 8, 1, z + 4);
+        return;
+    }
+    noise_groups(K, b, 2, z);
+}
+
+/* the normals of the next 64 elements (or 32, when fewer than 64 remain) from the 32-aligned
+ * global index g; returns the number of 8-float vectors written */
+static inline int noise_next(const hb_keys *K, uint64_t g, int64_t left, __m256 z[8]) {
+    if (left >= 64) {
+        noise64(K, g >> 2, z);
+        return 8;
+    }
+    noise32(K, g >> 2, z);
+    return 4;
 }
 #endif
 
@@ -371,13 +382,7 @@ void hb_normals(float *out, int64_t n, uint64_t key, uint64_t step, uint64_t off
     const __m256 vs = _mm256_set1_ps(std);
     for (int nv; i + 32 <= n; i += 8 * nv) {
         __m256 z[8];
-        if (i + 64 <= n) {
-            noise64(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 8;
-        } else {
-            noise32(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 4;
-        }
+        nv = noise_next(&K, off + (uint64_t)i, n - i, z);
         for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + i + 8 * v, _mm256_mul_ps(vs, z[v]));
     }
 #endif
@@ -413,13 +418,7 @@ void hb_sgld(float *th, const float *gr, int64_t n, uint64_t key, uint64_t step,
     const __m256 vh = _mm256_set1_ps(h), vs = _mm256_set1_ps(std);
     for (int nv; i + 32 <= n; i += 8 * nv) {
         __m256 z[8];
-        if (i + 64 <= n) {
-            noise64(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 8;
-        } else {
-            noise32(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 4;
-        }
+        nv = noise_next(&K, off + (uint64_t)i, n - i, z);
         for (int v = 0; v < nv; v++) {
             int64_t e = i + 8 * v;
             __m256 t = _mm256_sub_ps(_mm256_mul_ps(vs, z[v]),
@@ -453,13 +452,7 @@ void hb_baoab(float *th, float *mo, const float *gr, int64_t n, uint64_t key, ui
     const __m256 vc = _mm256_set1_ps(c), vd = _mm256_set1_ps(d);
     for (int nv; i + 32 <= n; i += 8 * nv) {
         __m256 z[8];
-        if (i + 64 <= n) {
-            noise64(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 8;
-        } else {
-            noise32(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 4;
-        }
+        nv = noise_next(&K, off + (uint64_t)i, n - i, z);
         for (int v = 0; v < nv; v++) {
             int64_t e = i + 8 * v;
             __m256 p = _mm256_add_ps(_mm256_loadu_ps(mo + e),
@@ -500,13 +493,7 @@ double hb_adl1(float *th, float *mo, const float *gr, int64_t n, uint64_t key, u
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
     for (int nv; i + 32 <= n; i += 8 * nv) {
         __m256 z[8];
-        if (i + 64 <= n) {
-            noise64(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 8;
-        } else {
-            noise32(&K, (off + (uint64_t)i) >> 2, z);
-            nv = 4;
-        }
+        nv = noise_next(&K, off + (uint64_t)i, n - i, z);
         for (int v = 0; v < nv; v++) {
             int64_t e = i + 8 * v;
             __m256 p = _mm256_add_ps(_mm256_loadu_ps(mo + e),
@@ -575,29 +562,6 @@ int hb_baoab_multi(int64_t k, const int64_t *th, const int64_t *mo, const int64_
  * -sin, -cos, -log so that the compiler does not substitute its own expansions), so both
  * return the same double. */
 #include <math.h>
-
-static void philox_words(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
-                         uint32_t k1, uint32_t w[4]) {
-    uint32_t x0 = c0, x1 = c1, x2 = c2, x3 = c3;
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
-        uint32_t hi0, lo0, hi1, lo1;
-        mulhilo_s(PHILOX_M0, x0, &hi0, &lo0);
-        mulhilo_s(PHILOX_M1, x2, &hi1, &lo1);
-        uint32_t y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
-        x0 = y0;
-        x1 = lo1;
-        x2 = y2;
-        x3 = lo0;
-    }
-    w[0] = x0;
-    w[1] = x1;
-    w[2] = x2;
-    w[3] = x3;
-}
 
 static inline double unit64(uint32_t w) { return ((double)w + 0.5) * 2.3283064365386963e-10; }
 

@@ -231,14 +231,6 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def split(n: int, parts: int) -> list[tuple[int, int]]:
-    """``[0, n)`` in ``parts`` ranges whose inner boundaries are multiples of 32 elements (the
-    kernels' vector width in Philox blocks)."""
-    step = -(-n // parts)
-    step = -(-step // 32) * 32
-    return [(a, min(n, a + step)) for a in range(0, n, step)]
-
-
 def threads_for(n: int) -> int:
     """How many threads a call over ``n`` elements uses."""
     if n < 2 * PARALLEL_MIN:

@@ -869,6 +869,13 @@ def adl_kinetic_draw(key: int, step: int, replica: int, n: int, a2: float, c: fl
     return (math.sqrt(a2) + c * x_first) ** 2 + c * c * 2.0 * gamma
 
 
+def adl_noise_scales(sigma_a: float, h: float) -> tuple[float, float]:
+    r""":math:`(c_z, s_2) = (\sigma_A\sqrt h / 2,\ \sigma_A\sqrt h)`: the scale of the
+    kinetic draw's normal and of the one noise draw of Adaptive Langevin's merged D half-steps
+    (see :func:`adl_kinetic_draw`). Every path computes them here, so that all round alike."""
+    return 0.5 * sigma_a * math.sqrt(h), sigma_a * math.sqrt(h)
+
+
 def _fe_scalar(x: ScalarLike, dtype: torch.dtype) -> Tensor | float:
     """A coefficient for the small tensors' ``foreach`` ops: a Python float where it rounds the
     same (float32/float64 compute in their own precision, with the scalar cast to it), which
@@ -1166,8 +1173,7 @@ class ListNoise:
             return self._adl_first_native(params, moms, grads, kick, half_h, factors, sigma_a, h)
         k, hh = _scalar(kick, self.dtype), _scalar(half_h, self.dtype)
         noisy = sigma_a > 0.0
-        cz = _scalar(0.5 * sigma_a * math.sqrt(h), self.dtype)
-        s2 = _scalar(sigma_a * math.sqrt(h), self.dtype)
+        cz, s2 = (_scalar(v, self.dtype) for v in adl_noise_scales(sigma_a, h))
         run = _list_kernel("adl1" if noisy else "adl1_nonoise", self.compiled)
         out: list[Tensor | None] = [None] * len(params)
         R = self.R
@@ -1210,7 +1216,7 @@ class ListNoise:
         gr = [g.data_ptr() for g in grads]
         fl = [f.reshape(-1).tolist() for f in factors]
         co = (float(kick), float(half_h))
-        cz, s2 = 0.5 * sigma_a * math.sqrt(h), sigma_a * math.sqrt(h)
+        cz, s2 = adl_noise_scales(sigma_a, h)
 
         def make(i: int, a: int, b: int, r: int) -> tuple[Any, tuple[Any, ...]]:
             return fn, (th[i] + 4 * a, mo[i] + 4 * a, gr[i] + 4 * a, b - a, key[i], t,
@@ -1231,7 +1237,7 @@ class ListNoise:
         (single-threaded: ensembles are many small runs)."""
         R = self.R
         fn = _native.lib().hb_adl1_rows
-        cz, s2 = 0.5 * sigma_a * math.sqrt(h), sigma_a * math.sqrt(h)
+        cz, s2 = adl_noise_scales(sigma_a, h)
         kin = torch.zeros(len(params), R, dtype=torch.float64)
         for i in self.big:
             f = factors[i].reshape(R).to(torch.float32).contiguous()
